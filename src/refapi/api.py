@@ -1,0 +1,109 @@
+"""flask-smorest, fitted to this API's contract.
+
+- ``Api`` answers every HTTP error in the one problem format (keeping ``Allow``,
+  ``WWW-Authenticate`` and ``Retry-After``, which flask-smorest's own handler drops) and documents
+  error responses as ``application/problem+json``.
+- ``Blueprint`` answers a JSON body sent with another content type with 415 instead of
+  a confusing 422, and documents the API-key requirement (401) on every non-public operation.
+- ``public`` marks a view method that needs no API key; the auth hook and the document both read it.
+"""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import flask
+import flask_smorest
+from flask_smorest.utils import prepare_response
+from webargs.flaskparser import FlaskParser, is_json_request
+
+from refapi import errors
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+API_KEY_SCHEME = "ApiKey"
+BEARER_SCHEME = "Bearer"
+
+
+def public(view: F) -> F:
+    """Mark a view (function or MethodView method) as reachable without an API key."""
+    view.is_public = True  # type: ignore[attr-defined]
+    view._apidoc = getattr(view, "_apidoc", {})  # type: ignore[attr-defined]
+    view._apidoc["public"] = True  # type: ignore[attr-defined]
+    return view
+
+
+class JsonOnlyParser(FlaskParser):
+    """webargs' parser, but a body in another format is 415, not a missing-field 422."""
+
+    def _raw_load_json(self, req: flask.Request) -> Any:
+        if not is_json_request(req):
+            raise errors.UnsupportedMediaType(
+                f"Send the body as application/json, not {req.mimetype or 'no content type'}."
+            )
+        return super()._raw_load_json(req)
+
+
+class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = JsonOnlyParser()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._prepare_doc_cbks.append(self._prepare_auth_doc)
+
+    @staticmethod
+    def _prepare_auth_doc(
+        doc: dict[str, Any], doc_info: dict[str, Any], **_kwargs: Any
+    ) -> dict[str, Any]:
+        if doc_info.get("public"):
+            doc["security"] = []
+        else:
+            doc.setdefault("responses", {}).setdefault("401", http.HTTPStatus(401).name)
+        return doc
+
+
+class Api(flask_smorest.Api):
+    ERROR_SCHEMA = errors.ProblemSchema
+
+    def init_app(self, app: flask.Flask, *args: Any, **kwargs: Any) -> None:
+        super().init_app(app, *args, **kwargs)
+        self._register_security()
+        app.register_error_handler(errors.ApiError, errors.handle_api_error)
+
+    def handle_http_exception(self, error: Any) -> flask.Response:
+        return errors.handle_http_exception(error)
+
+    def _register_responses(self) -> None:
+        # As APISpecMixin._register_responses, but errors are problem+json.
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            content_type = self.DEFAULT_RESPONSE_CONTENT_TYPE
+            if status >= 400:
+                response["schema"] = self.ERROR_SCHEMA
+                content_type = errors.PROBLEM_MIMETYPE
+            prepare_response(response, self.spec, content_type)
+            self.spec.components.response(status.name, response, lazy=True)
+        default = {"description": "Error, in problem details format", "schema": self.ERROR_SCHEMA}
+        prepare_response(default, self.spec, errors.PROBLEM_MIMETYPE)
+        self.spec.components.response(self.DEFAULT_ERROR_RESPONSE_NAME, default, lazy=True)
+
+    def _register_security(self) -> None:
+        self.spec.components.security_scheme(
+            API_KEY_SCHEME,
+            {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-API-Key",
+                "description": "The pre-shared key of your client.",
+            },
+        )
+        self.spec.components.security_scheme(
+            BEARER_SCHEME,
+            {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The same pre-shared key, as `Authorization: Bearer <key>`.",
+            },
+        )

@@ -1,0 +1,163 @@
+"""The application factory: it only wires, in named steps."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Blueprint, Flask, Response, g, request
+from sqlalchemy.engine import make_url
+from swagger_ui_bundle import swagger_ui_path
+
+from refapi import auth, config, indices, store, zipcodes  # noqa: F401  (their tables, until their routes land)
+from refapi.auth.routes import blp as auth_blp
+from refapi.extensions import api, cache, db, migrate
+from refapi.health.routes import blp as health_blp
+
+API_VERSION = "1.0"
+
+BLUEPRINTS = (health_blp, auth_blp)
+
+
+def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app from defaults, then ``REFAPI_*`` environment variables, then the mapping.
+
+    Refuses to start (``config.ConfigError``) when a setting is invalid or no API key is set.
+    """
+    settings = {**config.defaults(), **config.from_environment(), **(config_overrides or {})}
+    app = Flask(
+        "refapi",
+        instance_path=os.path.abspath(settings["INSTANCE_PATH"] or "instance"),
+    )
+    app.config.update(settings)
+    app.config.update(_extension_config(settings))
+    _configure_logging(app)
+    keyring = auth.load_keyring(app.config)
+    _init_extensions(app)
+    _register_blueprints(app)
+    _init_request_ids(app)
+    auth.init_app(app, keyring, public_endpoints=_DOCS_ENDPOINTS)
+    return app
+
+
+_DOCS_ENDPOINTS = frozenset(
+    {"api-docs.openapi_json", "api-docs.openapi_swagger_ui", "swagger_ui_assets.static"}
+)
+
+
+def database_url(url: str) -> str:
+    """The SQLAlchemy URL, with PostgreSQL URLs pointed at the installed driver (psycopg 3)."""
+    parsed = make_url(url)
+    if parsed.drivername in {"postgres", "postgresql"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _extension_config(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The Flask and extension settings derived from refapi's own."""
+    url = database_url(settings["DATABASE_URL"])
+    derived: dict[str, Any] = {
+        "SQLALCHEMY_DATABASE_URI": url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True}
+        if not url.startswith("sqlite")
+        else {},
+        "CACHE_DEFAULT_TIMEOUT": settings["CACHE_DEFAULT_TIMEOUT"],
+        "API_TITLE": "refapi",
+        "API_VERSION": API_VERSION,
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "docs",
+        "OPENAPI_SWAGGER_UI_URL": "/docs/assets/",
+        # No validator badge: it would call a public server, and the page must work offline.
+        "OPENAPI_SWAGGER_UI_CONFIG": {"validatorUrl": None, "persistAuthorization": True},
+        "API_SPEC_OPTIONS": {
+            "info": {
+                "description": (
+                    "Reference data for Belgian insurance and property back offices "
+                    "(zipcode risk factors, the health index) and a small keyed JSON store. "
+                    "Every operation but the health checks and these docs needs the client's "
+                    "pre-shared key, as `X-API-Key: <key>` or `Authorization: Bearer <key>`. "
+                    "Errors are RFC 9457 problem details (`application/problem+json`)."
+                )
+            },
+            "security": [{auth.API_KEY_SCHEME: []}, {auth.BEARER_SCHEME: []}],
+        },
+    }
+    if settings["REDIS_URL"]:
+        timeout = settings["REDIS_TIMEOUT"]
+        derived.update(
+            CACHE_TYPE="refapi.caching.ResilientRedisCache",
+            CACHE_REDIS_URL=settings["REDIS_URL"],
+            CACHE_KEY_PREFIX=settings.get("CACHE_KEY_PREFIX", "refapi:"),
+            CACHE_OPTIONS={"socket_connect_timeout": timeout, "socket_timeout": timeout},
+        )
+    else:
+        derived.update(CACHE_TYPE="SimpleCache", CACHE_THRESHOLD=settings["CACHE_THRESHOLD"])
+    return derived
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = g.get("request_id", "-") if g else "-"
+        return True
+
+
+def _configure_logging(app: Flask) -> None:
+    logger = logging.getLogger("refapi")
+    logger.setLevel(app.config["LOG_LEVEL"])
+    if not any(getattr(handler, "is_refapi", False) for handler in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.is_refapi = True  # type: ignore[attr-defined]
+        handler.addFilter(_RequestIdFilter())
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s [%(process)d] [%(request_id)s] %(name)s: %(message)s"
+            )
+        )
+        logger.addHandler(handler)
+
+
+def _init_extensions(app: Flask) -> None:
+    db.init_app(app)
+    # Alembic's scripts are the top-level migrations/ folder: commands run from the project root.
+    migrate.init_app(app, db, compare_type=True, render_as_batch=True)
+    cache.init_app(app)
+    api.init_app(app)
+
+
+def _register_blueprints(app: Flask) -> None:
+    for blueprint in BLUEPRINTS:
+        api.register_blueprint(blueprint)
+    # Swagger UI's assets, served by the app itself so /docs works without a network.
+    app.register_blueprint(
+        Blueprint(
+            "swagger_ui_assets",
+            __name__,
+            static_folder=str(swagger_ui_path),
+            static_url_path="/docs/assets",
+        )
+    )
+
+
+# A request id from a proxy is kept when it is short and plain; otherwise we make our own.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
+
+
+def _init_request_ids(app: Flask) -> None:
+    def assign_request_id() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+    def send_request_id(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
+        return response
+
+    # First of all hooks, so that even a 401 carries the id.
+    app.before_request_funcs.setdefault(None, []).insert(0, assign_request_id)
+    app.after_request(send_request_id)

@@ -1,0 +1,163 @@
+"""Every setting refapi reads, with its default and meaning.
+
+Each setting is read from the environment variable ``REFAPI_<NAME>``; ``create_app`` applies,
+in order, these defaults, the environment, then the mapping it was given. The README's
+configuration table is checked against ``SETTINGS`` by a test, so the two never drift.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+ENV_PREFIX = "REFAPI_"
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot start the service; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+    meaning: str
+
+    @property
+    def env_var(self) -> str:
+        return ENV_PREFIX + self.name
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"expected zero or a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError(f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {text!r}")
+    return level
+
+
+def _text(text: str) -> str:
+    return text.strip()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "DATABASE_URL",
+        "sqlite:///refapi.sqlite3",
+        _text,
+        "SQLAlchemy database URL. A relative SQLite path is inside the instance folder. "
+        "Production: `postgresql+psycopg://user:password@host:5432/refapi`.",
+    ),
+    Setting(
+        "REDIS_URL",
+        "",
+        _text,
+        "Redis URL for the shared cache (`redis://host:6379/0`). Empty: an in-process "
+        "SimpleCache, coherent only with a single worker process.",
+    ),
+    Setting(
+        "API_KEYS",
+        "",
+        _text,
+        "Pre-shared keys as comma-separated `client:secret` pairs. Set this or `API_KEYS_FILE`, "
+        "not both.",
+    ),
+    Setting(
+        "API_KEYS_FILE",
+        "",
+        _text,
+        "Path of a file with one `client:secret` per line (a Docker secret such as "
+        "`/run/secrets/api_keys`). Blank lines and lines starting with `#` are ignored.",
+    ),
+    Setting(
+        "MAX_CONTENT_LENGTH",
+        1024 * 1024,
+        _positive_int,
+        "Largest request body in bytes; a larger one is answered 413.",
+    ),
+    Setting(
+        "LOG_LEVEL",
+        "INFO",
+        _log_level,
+        "Level of the application log: DEBUG, INFO, WARNING, ERROR or CRITICAL.",
+    ),
+    Setting(
+        "CACHE_DEFAULT_TIMEOUT",
+        300,
+        _non_negative_int,
+        "Seconds a cached read is kept (0: until invalidated). Writes invalidate at once.",
+    ),
+    Setting(
+        "CACHE_THRESHOLD",
+        20_000,
+        _positive_int,
+        "Most entries the in-process SimpleCache holds before it evicts (no effect with Redis).",
+    ),
+    Setting(
+        "REDIS_TIMEOUT",
+        0.5,
+        _positive_float,
+        "Seconds to connect to Redis and to wait for an answer before a read falls back to the "
+        "database.",
+    ),
+    Setting(
+        "INSTANCE_PATH",
+        "",
+        _text,
+        "Folder for local state (the default SQLite database, the development key). "
+        "Empty: `instance/` in the working directory.",
+    ),
+)
+
+SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def defaults() -> dict[str, Any]:
+    return {setting.name: setting.default for setting in SETTINGS}
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The settings given as ``REFAPI_*`` environment variables, parsed."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = environ.get(setting.env_var)
+        if raw is None:
+            continue
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as error:
+            raise ConfigError(f"{setting.env_var}: {error}") from None
+    return values

@@ -1,0 +1,187 @@
+"""The one error format: RFC 9457 problem details, made here and nowhere else.
+
+Every error the service answers, from a failed validation to an unknown route, is a
+``application/problem+json`` body with ``type``, ``title``, ``status``, ``detail``, a stable
+upper-case ``code`` and, for validation failures, ``errors`` per field. Services raise
+``ApiError`` subclasses that carry their status and code; HTTP errors from Flask, Werkzeug and
+webargs are mapped by ``handle_http_exception``; anything else is a 500 that reveals nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import marshmallow as ma
+from flask import Response, g
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+PROBLEM_MIMETYPE = "application/problem+json"
+
+# The code of each HTTP error that has no more specific one.
+HTTP_CODES: dict[int, str] = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    409: "CONFLICT",
+    412: "PRECONDITION_FAILED",
+    413: "PAYLOAD_TOO_LARGE",
+    414: "URI_TOO_LONG",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "VALIDATION_ERROR",
+    428: "PRECONDITION_REQUIRED",
+    429: "TOO_MANY_REQUESTS",
+    431: "HEADERS_TOO_LARGE",
+    500: "INTERNAL_ERROR",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+def problem_type(code: str) -> str:
+    """The problem's ``type``: a stable, non-dereferenceable tag URI (RFC 4151) per code."""
+    return "tag:refapi,2026:problem:" + code.lower().replace("_", "-")
+
+
+class ApiError(Exception):
+    """An error with its place in the API contract: status, code and a human detail.
+
+    Subclasses set ``status``, ``code`` and ``title``; ``extra`` members are added to the body
+    (for example the current version on a conflict), ``headers`` to the response.
+    """
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    title: ClassVar[str] = "Internal Server Error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "UNAUTHORIZED"
+    title = "Unauthorized"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    title = "Unsupported Media Type"
+
+
+def problem_response(
+    *,
+    status: int,
+    code: str,
+    detail: str,
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Response:
+    """A ``application/problem+json`` response; the only place an error body is built."""
+    body: dict[str, Any] = {
+        "type": problem_type(code),
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    request_id = g.get("request_id")
+    if request_id:
+        body["request_id"] = request_id
+    if extra:
+        body.update(extra)
+    response = Response(
+        json.dumps(body, separators=(",", ":")), status=status, mimetype=PROBLEM_MIMETYPE
+    )
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def handle_api_error(error: ApiError) -> Response:
+    return problem_response(
+        status=error.status,
+        code=error.code,
+        title=error.title,
+        detail=error.detail,
+        headers=error.headers,
+        extra=error.extra,
+    )
+
+
+# Werkzeug's descriptions are written for HTML pages; these say the same for an API client.
+_DETAILS: dict[int, str] = {
+    400: "The request could not be understood.",
+    404: "There is no such resource. Check the path against /openapi.json.",
+    405: "This resource does not support that method; the Allow header lists those it does.",
+    413: "The request body is larger than this service accepts.",
+    500: "The server failed to handle the request. Quote the request id when reporting it.",
+}
+
+# The headers an HTTP error carries that belong to its status.
+_KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
+
+
+def handle_http_exception(error: HTTPException) -> Response:
+    """Map a Werkzeug/webargs HTTP error to a problem, keeping the headers of its status."""
+    status = error.code or 500
+    if isinstance(error, InternalServerError):
+        # Flask has already logged the exception and its traceback (with the request id).
+        return problem_response(status=500, code="INTERNAL_ERROR", detail=_DETAILS[500])
+    code = HTTP_CODES.get(status, HTTPStatus(status).name)
+    detail = _DETAILS.get(status) or (error.description or HTTPStatus(status).description)
+    extra: dict[str, Any] = {}
+    data = getattr(error, "data", None) or {}
+    messages = data.get("messages")
+    if status == 400 and isinstance(getattr(error, "exc", None), ValueError):
+        # webargs found a body it could not decode as JSON.
+        code = "MALFORMED_JSON"
+        detail = "The request body is not valid JSON."
+    elif messages:
+        extra["errors"] = messages
+        if status == 422:
+            detail = "The request has invalid or missing fields; see errors."
+    if data.get("message"):
+        detail = data["message"]
+    original = error.get_response()
+    headers = {name: original.headers[name] for name in _KEPT_HEADERS if name in original.headers}
+    headers.update(data.get("headers") or {})
+    return problem_response(status=status, code=code, detail=detail, headers=headers, extra=extra)
+
+
+class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details, as every error of this API is answered."""
+
+    type = ma.fields.String(
+        required=True, metadata={"description": "A URI that identifies the kind of problem."}
+    )
+    title = ma.fields.String(required=True, metadata={"description": "Short, human summary."})
+    status = ma.fields.Integer(required=True, metadata={"description": "The HTTP status."})
+    detail = ma.fields.String(
+        required=True, metadata={"description": "What went wrong with this request."}
+    )
+    code = ma.fields.String(
+        required=True,
+        metadata={"description": "Stable machine-readable code, e.g. `NOT_FOUND`."},
+    )
+    request_id = ma.fields.String(
+        metadata={"description": "The request's id, as in the X-Request-ID header."}
+    )
+    errors = ma.fields.Dict(
+        metadata={"description": "Per location and field, the validation messages."}
+    )

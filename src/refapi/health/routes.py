@@ -1,0 +1,50 @@
+"""``/ping`` (liveness) and ``/ready`` (readiness), both public."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+
+from refapi.api import Blueprint, public
+from refapi.errors import ApiError
+from refapi.health import services
+from refapi.health.schemas import PingSchema, ReadinessSchema
+
+blp = Blueprint("health", __name__, description="Liveness and readiness, without a key.")
+
+READY_RETRY_AFTER_SECONDS = 5
+
+
+class NotReady(ApiError):
+    status = 503
+    code = "NOT_READY"
+    title = "Service Unavailable"
+
+
+@blp.route("/ping")
+class Ping(MethodView):
+    @public
+    @blp.response(200, PingSchema)
+    def get(self) -> dict[str, str]:
+        """Liveness: the process answers. Touches neither the database nor the cache."""
+        return {"status": "ok"}
+
+
+@blp.route("/ready")
+class Ready(MethodView):
+    @public
+    @blp.response(200, ReadinessSchema)
+    @blp.alt_response(503, response="SERVICE_UNAVAILABLE")
+    def get(self) -> dict[str, object]:
+        """Readiness: the database answers. A cache that does not answer is reported `degraded`.
+
+        503 names the dependency that failed, in `checks`.
+        """
+        checks = services.readiness()
+        if checks["database"] != services.OK:
+            raise NotReady(
+                "The database does not answer.",
+                headers={"Retry-After": str(READY_RETRY_AFTER_SECONDS)},
+                checks=checks,
+            )
+        status = services.OK if checks["cache"] == services.OK else services.DEGRADED
+        return {"status": status, "checks": checks}

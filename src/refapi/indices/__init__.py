@@ -1,0 +1,3 @@
+"""indices"""
+
+from refapi.indices import models  # noqa: F401  (registers the tables)

@@ -1,0 +1,3 @@
+"""store"""
+
+from refapi.store import models  # noqa: F401  (registers the tables)

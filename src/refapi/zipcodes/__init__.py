@@ -1,0 +1,3 @@
+"""zipcodes"""
+
+from refapi.zipcodes import models  # noqa: F401  (registers the tables)

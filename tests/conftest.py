@@ -1,0 +1,183 @@
+"""Fixtures shared by every test: an app per test, in configuration A or B.
+
+Configuration A (the default): SQLite in the test's own folder, SimpleCache.
+Configuration B (``REFAPI_TEST_CONFIG=B``, tox's ``services`` env): PostgreSQL and Redis, from
+``REFAPI_TEST_DATABASE_URL`` and ``REFAPI_TEST_REDIS_URL``. Every test gets its own PostgreSQL
+schema and its own Redis key prefix, both removed afterwards, so tests are isolated from each
+other and the suite can run twice in a row on the same database.
+
+Under ``CI=true`` configuration B must run: unreachable services fail the run loudly.
+Elsewhere, the tests that need them skip with one clear reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+
+from refapi import create_app
+from refapi.extensions import db
+
+TEST_KEY = "tester-secret-0123456789abcdef"
+OTHER_KEY = "other-secret-0123456789abcdef"
+API_KEYS = f"tester:{TEST_KEY},other:{OTHER_KEY}"
+
+DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
+
+TEST_DATABASE_URL = os.environ.get("REFAPI_TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
+TEST_REDIS_URL = os.environ.get("REFAPI_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
+CONFIGURATION = os.environ.get("REFAPI_TEST_CONFIG", "A").upper()
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_report_header() -> str:
+    if CONFIGURATION == "B":
+        return f"refapi configuration B: {sa.make_url(TEST_DATABASE_URL)!r} and {TEST_REDIS_URL}"
+    return "refapi configuration A: SQLite and SimpleCache"
+
+
+def _services_problem() -> str | None:
+    try:
+        engine = sa.create_engine(TEST_DATABASE_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+        engine.dispose()
+    except Exception as error:
+        return f"PostgreSQL at {sa.make_url(TEST_DATABASE_URL)!r}: {type(error).__name__}: {error}"
+    try:
+        redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=3).ping()
+    except Exception as error:
+        return f"Redis at {TEST_REDIS_URL}: {type(error).__name__}: {error}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def services() -> dict[str, str]:
+    """PostgreSQL and Redis URLs; skips (fails under CI=true) when they do not answer."""
+    problem = _services_problem()
+    if problem:
+        message = (
+            f"configuration B needs PostgreSQL and Redis; {problem}. Start them, or point "
+            "REFAPI_TEST_DATABASE_URL and REFAPI_TEST_REDIS_URL at running ones."
+        )
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return {"database": TEST_DATABASE_URL, "redis": TEST_REDIS_URL}
+
+
+@pytest.fixture
+def postgres_url(services: dict[str, str]) -> Iterator[str]:
+    """A PostgreSQL URL whose connections use a fresh schema of their own, dropped afterwards."""
+    schema = f"test_{uuid.uuid4().hex}"
+    admin = sa.create_engine(services["database"])
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = sa.make_url(services["database"]).update_query_dict(
+        {"options": f"-csearch_path={schema}"}
+    )
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def redis_prefix(services: dict[str, str]) -> Iterator[str]:
+    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
+    prefix = f"refapi-test-{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis.Redis.from_url(services["redis"])
+    keys = list(client.scan_iter(match=prefix + "*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def services_config(
+    services: dict[str, str], postgres_url: str, redis_prefix: str
+) -> dict[str, Any]:
+    """Configuration B's settings for this test, whatever the suite's configuration."""
+    return {
+        "DATABASE_URL": postgres_url,
+        "REDIS_URL": services["redis"],
+        "CACHE_KEY_PREFIX": redis_prefix,
+    }
+
+
+@pytest.fixture
+def backend_config(request: pytest.FixtureRequest, tmp_path: Any) -> dict[str, Any]:
+    """The database and cache settings of the suite's configuration (A or B)."""
+    if CONFIGURATION == "B":
+        return dict(request.getfixturevalue("services_config"))
+    return {"DATABASE_URL": f"sqlite:///{tmp_path / 'refapi.sqlite3'}", "REDIS_URL": ""}
+
+
+@pytest.fixture
+def app_config(backend_config: dict[str, Any], tmp_path: Any) -> dict[str, Any]:
+    return {
+        **backend_config,
+        "API_KEYS": API_KEYS,
+        "API_KEYS_FILE": "",
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "TESTING": True,
+    }
+
+
+@pytest.fixture
+def make_app(app_config: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
+    """Build an app with this test's database and cache, plus the given settings.
+
+    The schema is created on first use; the cache starts empty.
+    """
+    built: list[Flask] = []
+
+    def build(**overrides: Any) -> Flask:
+        app = create_app({**app_config, **overrides})
+        with app.app_context():
+            db.create_all()
+        built.append(app)
+        return app
+
+    yield build
+    for app in built:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def auth_headers() -> dict[str, str]:
+    return {"X-API-Key": TEST_KEY}
+
+
+@pytest.fixture
+def other_auth_headers() -> dict[str, str]:
+    return {"X-API-Key": OTHER_KEY}
