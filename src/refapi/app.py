@@ -14,14 +14,17 @@ from flask import Blueprint, Flask, Response, g, request
 from sqlalchemy.engine import make_url
 from swagger_ui_bundle import swagger_ui_path
 
-from refapi import auth, config, indices, store, zipcodes  # noqa: F401  (their tables, until their routes land)
+from refapi import auth, config
 from refapi.auth.routes import blp as auth_blp
 from refapi.extensions import api, cache, db, migrate
 from refapi.health.routes import blp as health_blp
+from refapi.indices.routes import blp as indices_blp
+from refapi.store.routes import blp as store_blp
+from refapi.zipcodes.routes import blp as zipcodes_blp
 
 API_VERSION = "1.0"
 
-BLUEPRINTS = (health_blp, auth_blp)
+BLUEPRINTS = (health_blp, auth_blp, store_blp, zipcodes_blp, indices_blp)
 
 
 def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:

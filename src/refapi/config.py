@@ -133,6 +133,37 @@ SETTINGS: tuple[Setting, ...] = (
         "database.",
     ),
     Setting(
+        "STORE_MAX_VALUE_BYTES",
+        512 * 1024,
+        _positive_int,
+        "Largest stored value, in bytes of its JSON serialisation; a larger one is answered 413.",
+    ),
+    Setting(
+        "STATBEL_URL",
+        "https://statbel.fgov.be/sites/default/files/files/opendata/"
+        "Consumptieprijsindex%20en%20gezondheidsindex/CPI%20All%20base%20years.zip",
+        _text,
+        "Where the health index is downloaded from: Statbel's ZIP of every base year.",
+    ),
+    Setting(
+        "STATBEL_TIMEOUT",
+        10.0,
+        _positive_float,
+        "Seconds to connect to Statbel and between bytes of its answer.",
+    ),
+    Setting(
+        "STATBEL_MAX_BYTES",
+        20 * 1024 * 1024,
+        _positive_int,
+        "Largest download accepted from Statbel, in bytes.",
+    ),
+    Setting(
+        "INDEX_MAX_AGE",
+        12 * 3600,
+        _positive_int,
+        "Seconds after which stored index data is refreshed from Statbel on the next request.",
+    ),
+    Setting(
         "INSTANCE_PATH",
         "",
         _text,

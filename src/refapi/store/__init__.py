@@ -1,3 +1,1 @@
 """store"""
-
-from refapi.store import models  # noqa: F401  (registers the tables)
