@@ -164,6 +164,37 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds after which stored index data is refreshed from Statbel on the next request.",
     ),
     Setting(
+        "BIND",
+        "0.0.0.0:5000",
+        _text,
+        "(gunicorn) Address and port the server listens on.",
+    ),
+    Setting(
+        "WORKERS",
+        0,
+        _non_negative_int,
+        "(gunicorn) Worker processes; 0: one per CPU core. Use Redis when more than one.",
+    ),
+    Setting(
+        "THREADS",
+        4,
+        _positive_int,
+        "(gunicorn) Threads per worker (gthread workers).",
+    ),
+    Setting(
+        "WORKER_TIMEOUT",
+        30,
+        _positive_int,
+        "(gunicorn) Seconds a request may run before its worker is restarted; above "
+        "STATBEL_TIMEOUT.",
+    ),
+    Setting(
+        "GRACEFUL_TIMEOUT",
+        20,
+        _positive_int,
+        "(gunicorn) Seconds in-flight requests get to finish after SIGTERM.",
+    ),
+    Setting(
         "INSTANCE_PATH",
         "",
         _text,

@@ -1,0 +1,50 @@
+# refapi: `make run` serves the API on http://127.0.0.1:5000, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTANCE := $(CURDIR)/instance
+DEV_KEY_FILE := $(INSTANCE)/dev-api-keys
+
+# The development key file is used only when no key is configured in the environment.
+ifeq ($(strip $(REFAPI_API_KEYS)$(REFAPI_API_KEYS_FILE)),)
+RUN_KEYS := REFAPI_API_KEYS_FILE=$(DEV_KEY_FILE)
+endif
+RUN_ENV := REFAPI_INSTANCE_PATH=$${REFAPI_INSTANCE_PATH:-$(INSTANCE)} $(RUN_KEYS)
+
+.PHONY: run test lint type coverage-report migrate seed venv clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e .
+	touch $@
+
+venv: $(BIN)/.installed
+
+## Serve the whole API with SQLite and the in-process cache: one worker, four threads.
+run: venv
+	@test -n "$(RUN_KEYS)" || echo "Using the API keys configured in the environment."
+	@test -z "$(RUN_KEYS)" || $(BIN)/python -m refapi.auth.devkey $(DEV_KEY_FILE)
+	$(RUN_ENV) $(BIN)/flask --app wsgi db upgrade
+	$(RUN_ENV) REFAPI_BIND=$${REFAPI_BIND:-127.0.0.1:5000} REFAPI_WORKERS=$${REFAPI_WORKERS:-1} \
+		$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
+
+## Apply the database migrations to REFAPI_DATABASE_URL (default: the instance's SQLite file).
+migrate: venv
+	@test -z "$(RUN_KEYS)" || $(BIN)/python -m refapi.auth.devkey $(DEV_KEY_FILE) >/dev/null
+	$(RUN_ENV) $(BIN)/flask --app wsgi db upgrade
+
+## The tox matrix: Python 3.10-3.13 on SQLite, `services` on PostgreSQL and Redis, lint, type,
+## then the combined coverage report (fails under 95%).
+test: venv
+	$(BIN)/tox run-parallel --parallel 2 --parallel-no-spinner
+	$(BIN)/tox run -e coverage
+
+lint: venv
+	$(BIN)/tox run-parallel --parallel 2 --parallel-no-spinner -e lint,type
+
+coverage-report: venv
+	$(BIN)/tox run -e coverage
+
+clean:
+	rm -rf $(VENV) .tox .coverage .coverage.* coverage.xml htmlcov build dist src/*.egg-info

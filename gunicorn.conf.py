@@ -1,0 +1,44 @@
+"""gunicorn's configuration, read from the same REFAPI_* settings as the app.
+
+One command serves refapi everywhere (`make run`, the Dockerfile, the e2e tests):
+    gunicorn --config gunicorn.conf.py wsgi:app
+"""
+
+import logging
+import os
+
+from refapi import config as refapi_config
+
+_settings = {**refapi_config.defaults(), **refapi_config.from_environment()}
+
+bind = _settings["BIND"]
+worker_class = "gthread"
+workers = _settings["WORKERS"] or (os.cpu_count() or 1)
+threads = _settings["THREADS"]
+timeout = _settings["WORKER_TIMEOUT"]
+graceful_timeout = _settings["GRACEFUL_TIMEOUT"]
+keepalive = 5
+# No control socket: nothing here uses gunicornc, and two servers would contend for its path.
+control_socket_disable = True
+# Heartbeat files in memory, not on a container's overlay filesystem.
+SHARED_MEMORY = "/dev/shm"  # noqa: S108 - a tmpfs, which is the point
+if os.path.isdir(SHARED_MEMORY):
+    worker_tmp_dir = SHARED_MEMORY
+
+accesslog = "-"
+errorlog = "-"
+# logfmt, one line per request, with the request id the app echoes in X-Request-ID.
+# The path only (%(U)s), never the query string.
+access_log_format = (
+    'remote=%(h)s method=%(m)s path="%(U)s" status=%(s)s bytes=%(B)s '
+    'duration_ms=%(M)s request_id=%({x-request-id}o)s user_agent="%(a)s"'
+)
+
+
+def when_ready(server):
+    if workers > 1 and not _settings["REDIS_URL"]:
+        logging.getLogger("gunicorn.error").warning(
+            "refapi: %d workers share no cache: SimpleCache is per process, so a write in one "
+            "worker leaves old values in the others. Set REFAPI_REDIS_URL, or REFAPI_WORKERS=1.",
+            workers,
+        )
