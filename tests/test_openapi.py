@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import pytest
+
+from refapi.api import API_KEY_SCHEME, BEARER_SCHEME
+from tests.conftest import OTHER_KEY, TEST_KEY
+
+PUBLIC_OPERATIONS = {("/ping", "get"), ("/ready", "get")}
+HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+@pytest.fixture
+def spec(client):
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def operations(spec):
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                yield path, method, operation
+
+
+def test_the_api_key_schemes_are_documented_and_required_by_default(spec):
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes[API_KEY_SCHEME] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "The pre-shared key of your client.",
+    }
+    assert schemes[BEARER_SCHEME]["scheme"] == "bearer"
+    assert spec["security"] == [{API_KEY_SCHEME: []}, {BEARER_SCHEME: []}]
+
+
+def test_public_operations_are_marked_public_and_no_other(spec):
+    public = {(path, method) for path, method, op in operations(spec) if op.get("security") == []}
+    assert public == PUBLIC_OPERATIONS
+
+
+def test_every_operation_has_a_summary_a_success_and_problem_errors(spec):
+    for path, method, operation in operations(spec):
+        where = f"{method.upper()} {path}"
+        assert operation.get("summary"), f"{where} has no summary"
+        responses = operation["responses"]
+        assert any(code.startswith("2") for code in responses), f"{where} documents no success"
+        assert "default" in responses, f"{where} documents no default error"
+        if (path, method) not in PUBLIC_OPERATIONS:
+            assert "401" in responses, f"{where} does not document 401"
+
+
+def test_error_responses_are_problem_details(spec):
+    for name, response in spec["components"]["responses"].items():
+        content = response.get("content", {})
+        if name in {"DEFAULT_ERROR", "UNAUTHORIZED", "NOT_FOUND", "UNPROCESSABLE_ENTITY"}:
+            assert list(content) == ["application/problem+json"], name
+            assert content["application/problem+json"]["schema"] == {
+                "$ref": "#/components/schemas/Problem"
+            }
+    problem = spec["components"]["schemas"]["Problem"]
+    assert {"type", "title", "status", "detail", "code"} <= set(problem["required"])
+
+
+def test_the_document_holds_no_key(client):
+    text = client.get("/openapi.json").get_data(as_text=True)
+    assert TEST_KEY not in text
+    assert OTHER_KEY not in text
+
+
+def test_the_docs_page_uses_only_assets_the_app_serves(client):
+    page = client.get("/docs").get_data(as_text=True)
+    for asset in ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js"):
+        assert f'"/docs/assets/{asset}"' in page
+        with client.get(f"/docs/assets/{asset}") as response:
+            assert response.status_code == 200, asset
+            assert len(response.data) > 1000
+    assert "https://" not in page
+    assert "http://" not in page
+    assert '"validatorUrl": null' in page
