@@ -6,10 +6,18 @@ One command serves refapi everywhere (`make run`, the Dockerfile, the e2e tests)
 
 import logging
 import os
+import sys
 
 from refapi import config as refapi_config
+from refapi.auth import load_keyring
 
-_settings = {**refapi_config.defaults(), **refapi_config.from_environment()}
+# Check the configuration once, in the master, so that a mistake stops the server with a clear
+# message instead of workers failing to boot over and over.
+try:
+    _settings = {**refapi_config.defaults(), **refapi_config.from_environment()}
+    load_keyring(_settings)
+except refapi_config.ConfigError as error:
+    sys.exit(f"refapi cannot start: {error}")
 
 bind = _settings["BIND"]
 worker_class = "gthread"

@@ -97,7 +97,7 @@ def _extension_config(settings: Mapping[str, Any]) -> dict[str, Any]:
         derived.update(
             CACHE_TYPE="refapi.caching.ResilientRedisCache",
             CACHE_REDIS_URL=settings["REDIS_URL"],
-            CACHE_KEY_PREFIX=settings.get("CACHE_KEY_PREFIX", "refapi:"),
+            CACHE_KEY_PREFIX=settings["CACHE_KEY_PREFIX"],
             CACHE_OPTIONS={"socket_connect_timeout": timeout, "socket_timeout": timeout},
         )
     else:

@@ -126,6 +126,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Most entries the in-process SimpleCache holds before it evicts (no effect with Redis).",
     ),
     Setting(
+        "CACHE_KEY_PREFIX",
+        "refapi:",
+        _text,
+        "Prefix of every Redis key refapi writes, so that several deployments can share a Redis.",
+    ),
+    Setting(
         "REDIS_TIMEOUT",
         0.5,
         _positive_float,

@@ -1,0 +1,129 @@
+"""The real server: gunicorn started with the command `make run` and the Dockerfile use.
+
+``serve(env)`` migrates the database as `make run` does, starts gunicorn on a free loopback
+port with the suite's configuration (A or B) plus ``env``, waits until ``/ping`` answers, and
+stops it with SIGTERM at the end of the test (checking that it exits 0).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import API_KEYS
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+# The one command that serves refapi: Makefile (`make run`), Dockerfile and these tests.
+GUNICORN_ARGS = ["--config", "gunicorn.conf.py", "wsgi:app"]
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 40.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str] = field(repr=False)
+    exit_code: int | None = None
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.url + path, timeout=10, **kwargs)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return requests.request(method, self.url + path, timeout=10, **kwargs)
+
+    def stop(self) -> int:
+        if self.exit_code is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.exit_code = self.process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise
+        return self.exit_code
+
+
+def settings_env(config: dict[str, Any]) -> dict[str, str]:
+    """REFAPI_* variables for the settings of an app_config-like mapping."""
+    names = ("DATABASE_URL", "REDIS_URL", "CACHE_KEY_PREFIX", "API_KEYS", "INSTANCE_PATH")
+    return {f"REFAPI_{name}": str(config[name]) for name in names if config.get(name) is not None}
+
+
+@pytest.fixture
+def serve(backend_config: dict[str, Any], tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    servers: list[Server] = []
+
+    def start(env: dict[str, str] | None = None, *, migrate: bool = True) -> Server:
+        port = free_port()
+        full_env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("REFAPI_") and key != "COVERAGE_PROCESS_START"
+        }
+        full_env.update(
+            settings_env(
+                {**backend_config, "API_KEYS": API_KEYS, "INSTANCE_PATH": tmp_path / "instance"}
+            )
+        )
+        full_env.update({"REFAPI_BIND": f"127.0.0.1:{port}", "REFAPI_WORKERS": "1"})
+        full_env.update(env or {})
+        if migrate:
+            subprocess.run(
+                [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
+                cwd=PROJECT_ROOT,
+                env=full_env,
+                check=True,
+                capture_output=True,
+            )
+        log_path = tmp_path / f"gunicorn-{port}.log"
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                [str(BIN / "gunicorn"), *GUNICORN_ARGS],
+                cwd=PROJECT_ROOT,
+                env=full_env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        server = Server(f"http://127.0.0.1:{port}", process, log_path, full_env)
+        servers.append(server)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"gunicorn exited with {process.returncode}:\n{server.log}")
+            try:
+                if server.get("/ping").status_code == 200:
+                    return server
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                server.stop()
+                pytest.fail(f"gunicorn did not answer /ping in {START_TIMEOUT}s:\n{server.log}")
+            time.sleep(0.1)
+
+    yield start
+    for server in servers:
+        server.stop()

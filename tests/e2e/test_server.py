@@ -1,0 +1,91 @@
+"""The real gunicorn server over real HTTP, in the suite's configuration."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from tests.conftest import TEST_KEY
+from tests.e2e.conftest import BIN, GUNICORN_ARGS, PROJECT_ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_ping_ready_and_authorize_over_http(serve):
+    server = serve()
+    assert server.get("/ping").json() == {"status": "ok"}
+    ready = server.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["database"] == "ok"
+
+    authorized = server.get("/authorize", headers={"X-API-Key": TEST_KEY})
+    assert authorized.status_code == 200
+    assert authorized.json() == {"authorized": True, "client": "tester"}
+
+    refused = server.get("/authorize")
+    assert refused.status_code == 401
+    assert refused.headers["Content-Type"] == "application/problem+json"
+    assert refused.headers["WWW-Authenticate"] == 'Bearer realm="refapi"'
+
+
+def test_the_access_log_has_one_parseable_line_per_request_with_its_id(serve):
+    server = serve()
+    response = server.get("/authorize", headers={"X-API-Key": TEST_KEY, "X-Request-ID": "e2e-1"})
+    assert response.headers["X-Request-ID"] == "e2e-1"
+    server.stop()
+    lines = [line for line in server.log.splitlines() if "request_id=e2e-1" in line]
+    assert len(lines) == 1
+    fields = dict(part.split("=", 1) for part in lines[0].split(" ") if "=" in part)
+    assert fields["method"] == "GET"
+    assert fields["path"] == '"/authorize"'
+    assert fields["status"] == "200"
+    assert TEST_KEY not in server.log
+
+
+def test_sigterm_is_a_clean_exit(serve):
+    server = serve()
+    assert server.get("/ping").status_code == 200
+    assert server.stop() == 0
+    with pytest.raises(requests.ConnectionError):
+        server.get("/ping")
+
+
+def test_without_a_key_the_server_refuses_to_start_and_says_how(tmp_path):
+    env = {"PATH": str(BIN), "REFAPI_BIND": "127.0.0.1:0", "REFAPI_INSTANCE_PATH": str(tmp_path)}
+    process = subprocess.run(
+        [str(BIN / "gunicorn"), *GUNICORN_ARGS],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert process.returncode != 0
+    assert "refapi cannot start" in process.stdout + process.stderr
+    assert "REFAPI_API_KEYS" in process.stdout + process.stderr
+
+
+def test_in_flight_requests_complete_on_sigterm(serve):
+    server = serve()
+    # /ready touches the database: a burst of them is in flight when SIGTERM arrives.
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(server.get, "/ready") for _ in range(40)]
+        time.sleep(0.05)
+        server.process.send_signal(signal.SIGTERM)
+        statuses = []
+        for future in futures:
+            try:
+                statuses.append(future.result().status_code)
+            except requests.ConnectionError:
+                statuses.append("refused")
+    assert server.process.wait(timeout=40) == 0
+    server.exit_code = 0
+    # Every request that reached the server was answered in full.
+    assert all(status in (200, "refused") for status in statuses)
+    assert statuses.count(200) >= 1
