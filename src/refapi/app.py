@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, g, request
 from sqlalchemy.engine import make_url
 from swagger_ui_bundle import swagger_ui_path
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from refapi import auth, config
 from refapi.auth.routes import blp as auth_blp
@@ -45,6 +46,7 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
     _register_blueprints(app)
     _init_request_ids(app)
     auth.init_app(app, keyring, public_endpoints=_DOCS_ENDPOINTS)
+    _trust_proxies(app)
     return app
 
 
@@ -146,6 +148,17 @@ def _register_blueprints(app: Flask) -> None:
             static_url_path="/docs/assets",
         )
     )
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Behind a reverse proxy, take the client's address, scheme and host from its headers."""
+    hops = {
+        "x_for": app.config["PROXY_X_FOR"],
+        "x_proto": app.config["PROXY_X_PROTO"],
+        "x_host": app.config["PROXY_X_HOST"],
+    }
+    if any(hops.values()):
+        app.wsgi_app = ProxyFix(app.wsgi_app, **hops)  # type: ignore[method-assign]
 
 
 # A request id from a proxy is kept when it is short and plain; otherwise we make our own.

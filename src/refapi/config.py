@@ -170,6 +170,25 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds after which stored index data is refreshed from Statbel on the next request.",
     ),
     Setting(
+        "PROXY_X_FOR",
+        0,
+        _non_negative_int,
+        "Trusted proxies that set `X-Forwarded-For` in front of refapi (0: none). One nginx or "
+        "Traefik: 1. A wrong number lets clients forge their address.",
+    ),
+    Setting(
+        "PROXY_X_PROTO",
+        0,
+        _non_negative_int,
+        "Trusted proxies that set `X-Forwarded-Proto` (0: none); 1 behind a TLS-terminating proxy.",
+    ),
+    Setting(
+        "PROXY_X_HOST",
+        0,
+        _non_negative_int,
+        "Trusted proxies that set `X-Forwarded-Host` (0: none).",
+    ),
+    Setting(
         "BIND",
         "0.0.0.0:5000",
         _text,
