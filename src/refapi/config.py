@@ -31,15 +31,6 @@ class Setting:
         return ENV_PREFIX + self.name
 
 
-def _boolean(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"expected true or false, got {text!r}")
-
-
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
