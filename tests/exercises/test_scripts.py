@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.exercises.conftest import EXERCISES
-
+EXERCISES = Path(__file__).resolve().parents[2] / "exercises"
 SCRIPTS = sorted(EXERCISES.glob("exercise_*.py"))
 
 
