@@ -7,6 +7,7 @@ import logging
 import click
 import flask_migrate
 from flask import current_app
+from flask.cli import with_appcontext
 
 logger = logging.getLogger("refapi.deploy")
 
@@ -36,6 +37,7 @@ def _feature_command(group: str, name: str) -> click.Command:
     help="The migrations folder.",
 )
 @click.pass_context
+@with_appcontext
 def deploy(context: click.Context, seed: bool, directory: str) -> None:
     """Apply the database migrations, then seed reference data when asked."""
     flask_migrate.upgrade(directory=directory)
