@@ -1,0 +1,59 @@
+"""``flask zipcodes import``: load an operators' risk table, or the sample shipped with refapi."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import BinaryIO
+
+import click
+from flask.cli import with_appcontext
+
+from refapi.zipcodes import services
+from refapi.zipcodes.errors import RiskTableNotValid
+
+SAMPLE_TABLE = "sample-risk-table.csv"
+
+
+def sample_table() -> bytes:
+    """The sample risk table packaged with refapi (made-up factors: replace it)."""
+    return (resources.files("refapi.zipcodes") / "data" / SAMPLE_TABLE).read_bytes()
+
+
+@click.command("import")
+@click.argument("file", type=click.File("rb"), required=False)
+@click.option(
+    "--if-empty",
+    is_flag=True,
+    help="Import only when the table has no zipcodes yet (for start-up scripts).",
+)
+@with_appcontext
+def import_command(file: BinaryIO | None, if_empty: bool) -> None:
+    """Replace the zipcode risk table with FILE (CSV; '-' reads standard input).
+
+    Each line is a zipcode or an inclusive range 'start - end', then the risk factor A, B or C:
+    '1000 - 1310,C' or '1315,B'. A header line, a byte-order mark, blank lines and '#' comment
+    lines are allowed. The whole file is checked first: if any line is wrong, every error is
+    listed with its line number and nothing is imported. Without FILE, imports the sample table
+    that ships with refapi (made-up factors, to replace with your own).
+    """
+    if file is None:
+        source = f"the sample table ({SAMPLE_TABLE})"
+    else:
+        source = getattr(file, "name", "standard input")
+    if if_empty:
+        existing = services.count()
+        if existing:
+            click.echo(f"The risk table already has {existing} zipcodes; nothing imported.")
+            return
+    content = file.read() if file is not None else sample_table()
+    try:
+        result = services.import_csv(content=content)
+    except RiskTableNotValid as error:
+        lines = "\n".join(f"  line {p['line']}: {p['message']}" for p in error.problems)
+        raise click.ClickException(f"{source}: {error.detail}\n{lines}") from None
+    if result.header is not None:
+        click.echo(f"Skipped the header line: {result.header!r}")
+    click.echo(
+        f"Imported {result.zipcodes} zipcodes from {source}: {result.added} added, "
+        f"{result.changed} changed, {result.removed} removed."
+    )

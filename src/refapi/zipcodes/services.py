@@ -1,0 +1,186 @@
+"""Zipcode lookups and listings (memoized), and the import that replaces the whole table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from refapi.extensions import cache, db
+from refapi.pagination import page_body
+from refapi.zipcodes import risk_table
+from refapi.zipcodes.errors import (
+    RiskFactorNotValid,
+    RiskTableNotValid,
+    ZipcodeNotFound,
+    ZipcodeNotValid,
+)
+from refapi.zipcodes.models import MAX_ZIPCODE, MIN_ZIPCODE, RISK_FACTORS, Zipcode
+
+T = TypeVar("T")
+
+# Rows per DELETE or UPDATE statement: far below every database's bound-parameter limit.
+_CHUNK = 500
+
+
+def parse_zipcode(text: str) -> int:
+    """The zipcode as an int; ``ZipcodeNotValid`` unless it is four digits from 1000 to 9999."""
+    zipcode = risk_table.zipcode_from_text(text)
+    if zipcode is None:
+        raise ZipcodeNotValid(
+            f"{risk_table.shown(text)} is not a zipcode: a zipcode is four digits, "
+            f"{MIN_ZIPCODE} to {MAX_ZIPCODE}."
+        )
+    return zipcode
+
+
+def parse_risk_factor(text: str) -> str:
+    """``A``, ``B`` or ``C`` (lower case accepted); ``RiskFactorNotValid`` for anything else."""
+    factor = risk_table.risk_factor_from_text(text)
+    if factor is None:
+        raise RiskFactorNotValid(
+            f"{risk_table.shown(text)} is not a risk factor: use {', '.join(RISK_FACTORS[:-1])} "
+            f"or {RISK_FACTORS[-1]}."
+        )
+    return factor
+
+
+def read(*, zipcode: int) -> dict[str, Any]:
+    """The zipcode with its risk factor; ``ZipcodeNotFound`` when the table does not have it."""
+    found = lookup(zipcode)
+    if found["risk_factor"] is None:
+        raise ZipcodeNotFound(f"Zipcode {zipcode} is not in the risk table.")
+    return found
+
+
+# Not found is cached too (as risk_factor None in a dict, since a cached None is a miss), so a
+# client probing absent zipcodes does not reach the database on every request.
+@cache.memoize()
+def lookup(zipcode: int) -> dict[str, Any]:
+    factor = db.session.scalar(sa.select(Zipcode.risk_factor).where(Zipcode.zipcode == zipcode))
+    return {"zipcode": zipcode, "risk_factor": factor}
+
+
+def list_zipcodes(*, risk_factor: str, page: int, page_size: int) -> dict[str, Any]:
+    """One page of the zipcodes that have the factor, in ascending order, with the total.
+
+    ``RiskFactorNotValid`` unless the factor is A, B or C (in either case).
+    """
+    return _page(parse_risk_factor(risk_factor), page, page_size)
+
+
+@cache.memoize()
+def _page(risk_factor: str, page: int, page_size: int) -> dict[str, Any]:
+    # The total comes from the same statement as the items, so both describe one table even
+    # while an import commits; only a page past the end needs a query of its own.
+    rows = db.session.execute(
+        sa.select(Zipcode.zipcode, sa.func.count().over().label("total"))
+        .where(Zipcode.risk_factor == risk_factor)
+        .order_by(Zipcode.zipcode)
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    ).all()
+    if rows:
+        total = rows[0].total
+    else:
+        total = db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Zipcode)
+            .where(Zipcode.risk_factor == risk_factor)
+        )
+    items = [{"zipcode": row.zipcode, "risk_factor": risk_factor} for row in rows]
+    return page_body(items=items, total=total or 0, page=page, page_size=page_size)
+
+
+def invalidate() -> None:
+    """Forget every cached lookup and page.
+
+    Deleting a memoized function's version key, rather than its entries one by one, also
+    makes harmless a read that fetched the old table just before the import committed: it
+    stores its result under the old version, which no one reads any more.
+    """
+    cache.delete_memoized(lookup)
+    cache.delete_memoized(_page)
+
+
+def count() -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(Zipcode)) or 0
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    zipcodes: int
+    added: int
+    changed: int
+    removed: int
+    header: str | None = None
+
+
+def import_csv(*, content: bytes) -> ImportResult:
+    """Validate a whole risk table file, then make it the table (``RiskTableNotValid`` if not).
+
+    Nothing is written unless every line is valid.
+    """
+    table = risk_table.parse(content)
+    if table.problems:
+        found = len(table.problems)
+        raise RiskTableNotValid(
+            f"The risk table has {found} error{'s' if found > 1 else ''}; nothing was imported.",
+            problems=[{"line": p.line, "message": p.message} for p in table.problems],
+        )
+    result = replace_table(factors=table.factors)
+    return ImportResult(
+        zipcodes=result.zipcodes,
+        added=result.added,
+        changed=result.changed,
+        removed=result.removed,
+        header=table.header,
+    )
+
+
+def replace_table(*, factors: Mapping[int, str]) -> ImportResult:
+    """Make ``factors`` the whole table in one transaction, then invalidate the cache.
+
+    Only the difference is written (rows removed, changed, added), in a single transaction, so
+    readers see the old table or the new one and never a partial one.
+    """
+    try:
+        if db.engine.dialect.name == "postgresql":
+            # Two imports at once would each diff against the same old table and then collide;
+            # EXCLUSIVE mode queues the second one and still lets readers read.
+            db.session.execute(sa.text("LOCK TABLE zipcodes IN EXCLUSIVE MODE"))
+        rows = db.session.execute(sa.select(Zipcode.zipcode, Zipcode.risk_factor))
+        current: dict[int, str] = dict(rows.all())
+        removed = sorted(current.keys() - factors.keys())
+        changed = {z: f for z, f in factors.items() if z in current and current[z] != f}
+        added = sorted(factors.keys() - current.keys())
+        for chunk in _chunks(removed):
+            db.session.execute(
+                sa.delete(Zipcode).where(Zipcode.zipcode.in_(chunk)),
+                execution_options={"synchronize_session": False},
+            )
+        for factor in RISK_FACTORS:
+            for chunk in _chunks(sorted(z for z, f in changed.items() if f == factor)):
+                db.session.execute(
+                    sa.update(Zipcode).where(Zipcode.zipcode.in_(chunk)).values(risk_factor=factor),
+                    execution_options={"synchronize_session": False},
+                )
+        if added:
+            db.session.execute(
+                sa.insert(Zipcode), [{"zipcode": z, "risk_factor": factors[z]} for z in added]
+            )
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    invalidate()
+    return ImportResult(
+        zipcodes=len(factors), added=len(added), changed=len(changed), removed=len(removed)
+    )
+
+
+def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
