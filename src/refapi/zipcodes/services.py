@@ -147,10 +147,7 @@ def replace_table(*, factors: Mapping[int, str]) -> ImportResult:
     readers see the old table or the new one and never a partial one.
     """
     try:
-        if db.engine.dialect.name == "postgresql":
-            # Two imports at once would each diff against the same old table and then collide;
-            # EXCLUSIVE mode queues the second one and still lets readers read.
-            db.session.execute(sa.text("LOCK TABLE zipcodes IN EXCLUSIVE MODE"))
+        _lock_against_other_imports()
         rows = db.session.execute(sa.select(Zipcode.zipcode, Zipcode.risk_factor))
         current: dict[int, str] = dict(rows.all())
         removed = sorted(current.keys() - factors.keys())
@@ -179,6 +176,22 @@ def replace_table(*, factors: Mapping[int, str]) -> ImportResult:
     return ImportResult(
         zipcodes=len(factors), added=len(added), changed=len(changed), removed=len(removed)
     )
+
+
+def _lock_against_other_imports() -> None:
+    """Make a concurrent import wait for this one to commit, while readers go on reading.
+
+    Two imports at once would each diff against the same old table, then collide or undo each
+    other. PostgreSQL: EXCLUSIVE mode conflicts with writers, not with plain SELECTs. SQLite: a
+    write statement, even one that matches no row, takes the database's single write lock.
+    """
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(sa.text("LOCK TABLE zipcodes IN EXCLUSIVE MODE"))
+    else:
+        db.session.execute(
+            sa.delete(Zipcode).where(sa.false()),
+            execution_options={"synchronize_session": False},
+        )
 
 
 def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
