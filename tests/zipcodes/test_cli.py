@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from refapi.zipcodes import cli
+from refapi.zipcodes import services
 
 ERROR_FILES = {
     "outside the range": ("1000,A\n999,B\n", "line 2: zipcode 999 is outside 1000-9999"),
@@ -122,7 +122,7 @@ def test_without_a_file_the_sample_table_is_imported(runner, table_rows):
 
 
 def test_the_sample_table_covers_every_belgian_postal_code_and_says_it_is_sample_data():
-    content = cli.sample_table().decode()
+    content = services.sample_table().decode()
     assert "SAMPLE DATA" in content.splitlines()[0]
     assert "replace it" in content.splitlines()[0]
 

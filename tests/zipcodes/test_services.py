@@ -203,3 +203,20 @@ def test_a_second_import_waits_for_the_first_and_diffs_against_its_table(
         **dict.fromkeys(range(1000, 1005), "A"),
         **dict.fromkeys(range(1005, 1010), "C"),
     }
+
+
+def test_import_if_empty_writes_nothing_into_a_loaded_table(app, small_table, table_rows):
+    with app.app_context():
+        result = services.import_csv(content=b"1000,A\n", if_empty=True)
+    assert result.skipped
+    assert result.zipcodes == len(small_table)
+    assert table_rows() == small_table
+
+
+def test_import_sample_if_empty_loads_an_empty_table_once(app, table_rows):
+    with app.app_context():
+        first = services.import_sample(if_empty=True)
+        second = services.import_sample(if_empty=True)
+    assert (first.skipped, first.added, first.header) == (False, 8993, "zipcode,risk_factor")
+    assert (second.skipped, second.zipcodes, second.added) == (True, 8993, 0)
+    assert len(table_rows()) == 8993

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import BinaryIO
 
 import click
@@ -10,13 +9,6 @@ from flask.cli import with_appcontext
 
 from refapi.zipcodes import services
 from refapi.zipcodes.errors import RiskTableNotValid
-
-SAMPLE_TABLE = "sample-risk-table.csv"
-
-
-def sample_table() -> bytes:
-    """The sample risk table packaged with refapi (made-up factors: replace it)."""
-    return (resources.files("refapi.zipcodes") / "data" / SAMPLE_TABLE).read_bytes()
 
 
 @click.command("import")
@@ -37,20 +29,22 @@ def import_command(file: BinaryIO | None, if_empty: bool) -> None:
     that ships with refapi (made-up factors, to replace with your own).
     """
     if file is None:
-        source = f"the sample table ({SAMPLE_TABLE})"
+        source = f"the sample table ({services.SAMPLE_TABLE})"
     else:
         source = getattr(file, "name", "standard input")
-    if if_empty:
-        existing = services.count()
-        if existing:
-            click.echo(f"The risk table already has {existing} zipcodes; nothing imported.")
-            return
-    content = file.read() if file is not None else sample_table()
+    # A start-up script runs this on every start: a loaded table ends it before the file is read.
+    if if_empty and (existing := services.count()):
+        click.echo(f"The risk table already has {existing} zipcodes; nothing imported.")
+        return
+    content = file.read() if file is not None else services.sample_table()
     try:
-        result = services.import_csv(content=content)
+        result = services.import_csv(content=content, if_empty=if_empty)
     except RiskTableNotValid as error:
         lines = "\n".join(f"  line {p['line']}: {p['message']}" for p in error.problems)
         raise click.ClickException(f"{source}: {error.detail}\n{lines}") from None
+    if result.skipped:
+        click.echo(f"The risk table already has {result.zipcodes} zipcodes; nothing imported.")
+        return
     if result.header is not None:
         click.echo(f"Skipped the header line: {result.header!r}")
     click.echo(

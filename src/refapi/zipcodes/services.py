@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -20,6 +22,8 @@ from refapi.zipcodes.errors import (
 from refapi.zipcodes.models import MAX_ZIPCODE, MIN_ZIPCODE, RISK_FACTORS, Zipcode
 
 T = TypeVar("T")
+
+SAMPLE_TABLE = "sample-risk-table.csv"
 
 # Rows per DELETE or UPDATE statement: far below every database's bound-parameter limit.
 _CHUNK = 500
@@ -111,17 +115,30 @@ def count() -> int:
 
 @dataclass(frozen=True)
 class ImportResult:
-    zipcodes: int
-    added: int
-    changed: int
-    removed: int
+    zipcodes: int  # in the table after the import
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
     header: str | None = None
+    # True when ``if_empty`` was asked and the table was not empty: nothing was written.
+    skipped: bool = False
 
 
-def import_csv(*, content: bytes) -> ImportResult:
+def sample_table() -> bytes:
+    """The sample risk table shipped with refapi: made-up factors, to replace with real ones."""
+    return (resources.files("refapi.zipcodes") / "data" / SAMPLE_TABLE).read_bytes()
+
+
+def import_sample(*, if_empty: bool = False) -> ImportResult:
+    """``import_csv`` of the sample table (what a fresh installation starts with)."""
+    return import_csv(content=sample_table(), if_empty=if_empty)
+
+
+def import_csv(*, content: bytes, if_empty: bool = False) -> ImportResult:
     """Validate a whole risk table file, then make it the table (``RiskTableNotValid`` if not).
 
-    Nothing is written unless every line is valid.
+    Nothing is written unless every line is valid. With ``if_empty``, nothing is written either
+    when the table already has zipcodes (``skipped``), checked under the import lock.
     """
     table = risk_table.parse(content)
     if table.problems:
@@ -130,17 +147,11 @@ def import_csv(*, content: bytes) -> ImportResult:
             f"The risk table has {found} error{'s' if found > 1 else ''}; nothing was imported.",
             problems=[{"line": p.line, "message": p.message} for p in table.problems],
         )
-    result = replace_table(factors=table.factors)
-    return ImportResult(
-        zipcodes=result.zipcodes,
-        added=result.added,
-        changed=result.changed,
-        removed=result.removed,
-        header=table.header,
-    )
+    result = replace_table(factors=table.factors, if_empty=if_empty)
+    return dataclasses.replace(result, header=table.header)
 
 
-def replace_table(*, factors: Mapping[int, str]) -> ImportResult:
+def replace_table(*, factors: Mapping[int, str], if_empty: bool = False) -> ImportResult:
     """Make ``factors`` the whole table in one transaction, then invalidate the cache.
 
     Only the difference is written (rows removed, changed, added), in a single transaction, so
@@ -150,6 +161,9 @@ def replace_table(*, factors: Mapping[int, str]) -> ImportResult:
         _lock_against_other_imports()
         rows = db.session.execute(sa.select(Zipcode.zipcode, Zipcode.risk_factor))
         current: dict[int, str] = dict(rows.all())
+        if if_empty and current:
+            db.session.rollback()
+            return ImportResult(zipcodes=len(current), skipped=True)
         removed = sorted(current.keys() - factors.keys())
         changed = {z: f for z, f in factors.items() if z in current and current[z] != f}
         added = sorted(factors.keys() - current.keys())
