@@ -220,3 +220,9 @@ def test_import_sample_if_empty_loads_an_empty_table_once(app, table_rows):
     assert (first.skipped, first.added, first.header) == (False, 8993, "zipcode,risk_factor")
     assert (second.skipped, second.zipcodes, second.added) == (True, 8993, 0)
     assert len(table_rows()) == 8993
+
+
+def test_an_import_is_logged_with_what_it_changed(load_table, small_table, caplog):
+    caplog.set_level("INFO", logger="refapi.zipcodes")
+    load_table("1000 - 1004,C\n1315,A\n9999,B\n")
+    assert caplog.messages == ["risk table replaced: 7 zipcodes, 1 added, 1 changed, 4 removed"]

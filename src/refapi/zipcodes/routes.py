@@ -27,7 +27,7 @@ ZIPCODE_PARAMETER = {
 
 @blp.route("/zipcodes/<zipcode>", parameters=[ZIPCODE_PARAMETER])
 class Zipcode(MethodView):
-    @blp.response(200, ZipcodeSchema)
+    @blp.response(200, ZipcodeSchema, description="The zipcode and its risk factor.")
     @blp.alt_response(
         400,
         schema=ProblemSchema,
@@ -48,7 +48,9 @@ class Zipcode(MethodView):
 @blp.route("/zipcodes")
 class Zipcodes(MethodView):
     @blp.arguments(ZipcodeListArgs, location="query", as_kwargs=True)
-    @blp.response(200, ZipcodePageSchema)
+    @blp.response(
+        200, ZipcodePageSchema, description="A page of zipcodes (empty past the last page)."
+    )
     @blp.alt_response(
         422,
         schema=ProblemSchema,

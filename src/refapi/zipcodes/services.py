@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -20,6 +21,8 @@ from refapi.zipcodes.errors import (
     ZipcodeNotValid,
 )
 from refapi.zipcodes.models import MAX_ZIPCODE, MIN_ZIPCODE, RISK_FACTORS, Zipcode
+
+logger = logging.getLogger("refapi.zipcodes")
 
 T = TypeVar("T")
 
@@ -187,6 +190,13 @@ def replace_table(*, factors: Mapping[int, str], if_empty: bool = False) -> Impo
         db.session.rollback()
         raise
     invalidate()
+    logger.info(
+        "risk table replaced: %d zipcodes, %d added, %d changed, %d removed",
+        len(factors),
+        len(added),
+        len(changed),
+        len(removed),
+    )
     return ImportResult(
         zipcodes=len(factors), added=len(added), changed=len(changed), removed=len(removed)
     )
