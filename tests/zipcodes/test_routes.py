@@ -88,6 +88,18 @@ def test_list_past_the_last_page_is_an_empty_page_with_the_total(client, auth_he
     assert response.get_json() == {"items": [], "page": 9, "page_size": 2, "pages": 3, "total": 5}
 
 
+@pytest.mark.parametrize("page", ["10", "9001", str(2**63 - 1), str(10**30)])
+def test_list_far_past_any_table_is_an_empty_page_with_the_total(
+    client, auth_headers, small_table, page
+):
+    response = client.get(
+        f"/zipcodes?risk_factor=C&page={page}&page_size=1000", headers=auth_headers
+    )
+    assert response.status_code == 200
+    body = response.get_json()
+    assert (body["items"], body["page"], body["total"], body["pages"]) == ([], int(page), 5, 1)
+
+
 def test_list_of_a_factor_no_zipcode_has_is_an_empty_page(client, auth_headers, load_table):
     load_table("1000,A\n")
     response = client.get("/zipcodes?risk_factor=C", headers=auth_headers)

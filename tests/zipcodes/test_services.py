@@ -54,6 +54,18 @@ def test_a_page_is_memoized_and_lower_case_shares_the_upper_case_entry(
     assert client.get("/zipcodes?risk_factor=a", headers=auth_headers).get_json()["total"] == 4
 
 
+def test_the_total_of_a_page_past_any_table_is_memoized_and_invalidated(
+    app, client, auth_headers, small_table
+):
+    path = "/zipcodes?risk_factor=A&page=100&page_size=1000"
+    assert client.get(path, headers=auth_headers).get_json()["total"] == 3
+    set_factor_behind_the_cache(app, 1200, "A")
+    assert client.get(path, headers=auth_headers).get_json()["total"] == 3
+    with app.app_context():
+        services.invalidate()
+    assert client.get(path, headers=auth_headers).get_json()["total"] == 4
+
+
 def test_an_import_succeeds_and_reads_still_answer_while_redis_is_down(make_app, tmp_path):
     # Port 1 on loopback: nothing listens, the connection is refused at once.
     app = make_app(REDIS_URL="redis://127.0.0.1:1/0", REDIS_TIMEOUT=0.2)

@@ -28,6 +28,9 @@ T = TypeVar("T")
 
 SAMPLE_TABLE = "sample-risk-table.csv"
 
+# The most rows the table can hold: one per zipcode from 1000 to 9999.
+_MOST_ZIPCODES = MAX_ZIPCODE - MIN_ZIPCODE + 1
+
 # Rows per DELETE or UPDATE statement: far below every database's bound-parameter limit.
 _CHUNK = 500
 
@@ -75,7 +78,12 @@ def list_zipcodes(*, risk_factor: str, page: int, page_size: int) -> dict[str, A
 
     ``RiskFactorNotValid`` unless the factor is A, B or C (in either case).
     """
-    return _page(parse_risk_factor(risk_factor), page, page_size)
+    factor = parse_risk_factor(risk_factor)
+    if (page - 1) * page_size >= _MOST_ZIPCODES:
+        # No table can fill this page. Answering it here keeps any page number, however large,
+        # away from the database's integer range and out of the cache.
+        return page_body(items=[], total=_total(factor), page=page, page_size=page_size)
+    return _page(factor, page, page_size)
 
 
 @cache.memoize()
@@ -89,16 +97,21 @@ def _page(risk_factor: str, page: int, page_size: int) -> dict[str, Any]:
         .limit(page_size)
         .offset((page - 1) * page_size)
     ).all()
-    if rows:
-        total = rows[0].total
-    else:
-        total = db.session.scalar(
-            sa.select(sa.func.count())
-            .select_from(Zipcode)
-            .where(Zipcode.risk_factor == risk_factor)
-        )
+    total = rows[0].total if rows else _count_of(risk_factor)
     items = [{"zipcode": row.zipcode, "risk_factor": risk_factor} for row in rows]
-    return page_body(items=items, total=total or 0, page=page, page_size=page_size)
+    return page_body(items=items, total=total, page=page, page_size=page_size)
+
+
+@cache.memoize()
+def _total(risk_factor: str) -> int:
+    return _count_of(risk_factor)
+
+
+def _count_of(risk_factor: str) -> int:
+    query = (
+        sa.select(sa.func.count()).select_from(Zipcode).where(Zipcode.risk_factor == risk_factor)
+    )
+    return db.session.scalar(query) or 0
 
 
 def invalidate() -> None:
@@ -110,6 +123,7 @@ def invalidate() -> None:
     """
     cache.delete_memoized(lookup)
     cache.delete_memoized(_page)
+    cache.delete_memoized(_total)
 
 
 def count() -> int:
