@@ -78,21 +78,25 @@ def test_an_import_succeeds_and_reads_still_answer_while_redis_is_down(make_app,
     assert response.get_json() == {"zipcode": 9000, "risk_factor": "B"}
 
 
-def test_a_failed_import_rolls_back_and_leaves_the_table_and_cache_alone(
-    app, small_table, table_rows, monkeypatch
-):
-    def fail(*args, **kwargs):
-        raise RuntimeError("the database went away")
-
-    with app.app_context():
-        # The insert is the last statement before the commit: the changes before it are undone.
-        monkeypatch.setattr(services.sa, "insert", fail)
-        with pytest.raises(RuntimeError):
-            services.import_csv(content=b"1000,A\n1315,C\n9999,B\n")
+def test_a_failed_replacement_rolls_back_every_change_it_made(app, small_table, table_rows):
+    # The database refuses the last statement (the insert of 9999): the deletes and updates
+    # before it, in the same transaction, are undone with it.
+    with app.app_context(), pytest.raises(sa.exc.IntegrityError):
+        services.replace_table(factors={1000: "A", 1315: "C", 9999: "Z"})
     assert table_rows() == small_table
 
 
-def pause_before_commit(app, reached, resume):
+@pytest.mark.parametrize(
+    ("zipcode", "factor"), [(999, "A"), (10000, "A"), (9000, "D"), (9000, "a"), (9000, "")]
+)
+def test_the_database_itself_refuses_a_zipcode_or_factor_out_of_bounds(app, zipcode, factor):
+    with app.app_context():
+        db.session.add(Zipcode(zipcode=zipcode, risk_factor=factor))
+        with pytest.raises(sa.exc.IntegrityError):
+            db.session.commit()
+
+
+def pause_before_commit(reached, resume):
     """While the import's transaction is open with every change made: signal, then wait."""
 
     def pause(session):
@@ -122,7 +126,7 @@ def test_readers_see_the_whole_old_table_until_the_import_commits_then_the_new_o
     reader = threading.Thread(target=read_during_the_import)
     reader.start()
     with app.app_context():
-        pause_before_commit(app, changes_made, reads_done)
+        pause_before_commit(changes_made, reads_done)
         result = services.import_csv(content=b"1000 - 1002,A\n1315,B\n9999,C\n")
     reader.join(WAIT)
 
