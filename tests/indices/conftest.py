@@ -67,6 +67,8 @@ HEALTH = {
 
 def statbel_rows(
     health: dict[tuple[int, int], dict[int, tuple[str, str]]] | None = None,
+    *,
+    pending_month: bool = True,
 ) -> list[dict[str, str]]:
     """Rows as Statbel writes them, with CPI-only base years and a month without health index."""
     rows = []
@@ -74,8 +76,9 @@ def statbel_rows(
         for base_year, (value, smoothed) in sorted(bases.items()):
             rows.append(_row(year, month, base_year, cpi=value, health=value, smoothed=smoothed))
         rows.append(_row(year, month, 1914, cpi="12345.67", health=".", smoothed="."))
-    # Statbel publishes the CPI of a month before its health index is computed.
-    rows.append(_row(2021, 2, 2013, cpi="110.40", health=".", smoothed="."))
+    if pending_month:
+        # Statbel publishes the CPI of a month before its health index is computed.
+        rows.append(_row(2021, 2, 2013, cpi="110.40", health=".", smoothed="."))
     return rows
 
 
@@ -121,6 +124,7 @@ class Upstream:
     body: bytes = b""
     content_type: str = "application/zip"
     hang: bool = False
+    delay: float = 0.0
     requests: list[dict[str, str]] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -149,11 +153,16 @@ def upstream() -> Iterator[Upstream]:
                 # Longer than any test's STATBEL_TIMEOUT; released at teardown.
                 state.release.wait(10)
                 return
-            self.send_response(state.status)
-            self.send_header("Content-Type", state.content_type)
-            self.send_header("Content-Length", str(len(state.body)))
-            self.end_headers()
-            self.wfile.write(state.body)
+            if state.delay:
+                state.release.wait(state.delay)
+            try:
+                self.send_response(state.status)
+                self.send_header("Content-Type", state.content_type)
+                self.send_header("Content-Length", str(len(state.body)))
+                self.end_headers()
+                self.wfile.write(state.body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (a timeout test)
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -170,6 +179,17 @@ def upstream() -> Iterator[Upstream]:
     server.shutdown()
     server.server_close()
 
+
+# What a broken Statbel answers, for Upstream.serve.
+FAILURES = {
+    "http-500": {"body": b"Internal error", "status": 500, "content_type": "text/plain"},
+    "html": {"body": b"<html><body>Maintenance</body></html>", "content_type": "text/html"},
+    "truncated-zip": {"body": statbel_zip()[:-100]},
+    "empty": {"body": b""},
+    "missing-column": {
+        "body": statbel_zip(statbel_text(header=("NM_YR", "NM_MTH", "MS_CPI_IDX", "NM_BASE_YR")))
+    },
+}
 
 INDEX_SETTINGS = {
     "STATBEL_TIMEOUT": 0.5,
