@@ -7,6 +7,7 @@ from typing import Any
 from flask.views import MethodView
 
 from refapi.api import Blueprint
+from refapi.errors import ProblemSchema
 from refapi.indices import services
 from refapi.indices.cli import refresh_command
 from refapi.indices.schemas import (
@@ -26,16 +27,27 @@ blp = Blueprint(
 )
 blp.cli.add_command(refresh_command)
 
-WRONG_YEAR = "A base year without a health index; `valid_base_years` lists those with one."
-UNAVAILABLE = "Nothing is stored yet and Statbel cannot be reached; see `Retry-After`."
+WRONG_YEAR = "`WRONG_YEAR`: a base year without a health index; `valid_base_years` lists them."
+NOT_PUBLISHED = "`INDEX_NOT_PUBLISHED`: no health index for that month (and base year)."
+UNAVAILABLE = (
+    "`UPSTREAM_UNAVAILABLE`: nothing is stored yet and Statbel cannot be reached; "
+    "retry after `Retry-After` seconds."
+)
+PROBLEM = {"schema": ProblemSchema, "content_type": "application/problem+json"}
+MONTH_PARAMETER = {
+    "in": "path",
+    "name": "month",
+    "description": "The month, `YYYY-MM`.",
+    "schema": {"type": "string", "pattern": services.MONTH_PATTERN, "example": "2020-10"},
+}
 
 
 @blp.route("/health")
 class HealthIndex(MethodView):
     @blp.arguments(BaseYearArgs, location="query", as_kwargs=True)
     @blp.response(200, HealthIndexSchema)
-    @blp.alt_response(400, response="BAD_REQUEST", description=WRONG_YEAR)
-    @blp.alt_response(503, response="SERVICE_UNAVAILABLE", description=UNAVAILABLE)
+    @blp.alt_response(400, description=WRONG_YEAR, **PROBLEM)
+    @blp.alt_response(503, description=UNAVAILABLE, **PROBLEM)
     def get(self, base_year: str | None = None) -> dict[str, Any]:
         """The current health index: the latest published month, for every base year or one.
 
@@ -45,15 +57,15 @@ class HealthIndex(MethodView):
         return services.current(base_year=base_year)
 
 
-@blp.route("/health/<string:month>")
+@blp.route("/health/<string:month>", parameters=[MONTH_PARAMETER])
 class HealthIndexMonth(MethodView):
     @blp.arguments(BaseYearArgs, location="query", as_kwargs=True)
     @blp.response(200, HealthIndexSchema)
     @blp.alt_response(
-        400, response="BAD_REQUEST", description="`WRONG_MONTH`: malformed; or " + WRONG_YEAR
+        400, description="`WRONG_MONTH`: not a month written `YYYY-MM`; or " + WRONG_YEAR, **PROBLEM
     )
-    @blp.alt_response(404, response="NOT_FOUND", description="`INDEX_NOT_PUBLISHED`: no value.")
-    @blp.alt_response(503, response="SERVICE_UNAVAILABLE", description=UNAVAILABLE)
+    @blp.alt_response(404, description=NOT_PUBLISHED, **PROBLEM)
+    @blp.alt_response(503, description=UNAVAILABLE, **PROBLEM)
     def get(self, month: str, base_year: str | None = None) -> dict[str, Any]:
         """A month's health index (`YYYY-MM`), for every base year or one."""
         return services.month_values(month=month, base_year=base_year)
@@ -63,8 +75,8 @@ class HealthIndexMonth(MethodView):
 class HealthIndexHistory(MethodView):
     @blp.arguments(HistoryArgs, location="query", as_kwargs=True)
     @blp.response(200, HistorySchema)
-    @blp.alt_response(400, response="BAD_REQUEST", description=WRONG_YEAR)
-    @blp.alt_response(503, response="SERVICE_UNAVAILABLE", description=UNAVAILABLE)
+    @blp.alt_response(400, description=WRONG_YEAR, **PROBLEM)
+    @blp.alt_response(503, description=UNAVAILABLE, **PROBLEM)
     def get(
         self,
         base_year: str,
@@ -83,11 +95,9 @@ class HealthIndexHistory(MethodView):
 class Indexation(MethodView):
     @blp.arguments(IndexationIn, as_kwargs=True)
     @blp.response(200, IndexationSchema)
-    @blp.alt_response(400, response="BAD_REQUEST", description=WRONG_YEAR)
-    @blp.alt_response(
-        404, response="NOT_FOUND", description="`INDEX_NOT_PUBLISHED`: a month has no value."
-    )
-    @blp.alt_response(503, response="SERVICE_UNAVAILABLE", description=UNAVAILABLE)
+    @blp.alt_response(400, description=WRONG_YEAR, **PROBLEM)
+    @blp.alt_response(404, description=NOT_PUBLISHED, **PROBLEM)
+    @blp.alt_response(503, description=UNAVAILABLE, **PROBLEM)
     def post(self, **indexation: Any) -> dict[str, Any]:
         """Index an amount (a rent) on the health index, the Belgian way.
 

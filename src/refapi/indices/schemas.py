@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import marshmallow as ma
@@ -10,7 +9,7 @@ from refapi.pagination import PageArgsSchema, PageSchema
 
 MONTH = {"pattern": MONTH_PATTERN, "example": "2020-10"}
 MONTH_MESSAGE = "Write the month as YYYY-MM, e.g. 2020-10."
-MAX_AMOUNT = Decimal("1000000000")
+MAX_AMOUNT = 1_000_000_000
 
 
 def _month_field(description: str, **kwargs: Any) -> ma.fields.String:
@@ -118,8 +117,15 @@ class IndexationIn(ma.Schema):
     amount = ma.fields.Decimal(
         required=True,
         places=None,
-        validate=ma.validate.Range(min=Decimal(0), max=MAX_AMOUNT, min_inclusive=False),
-        metadata={"description": "The base amount (e.g. the rent at signing).", "example": 850},
+        validate=ma.validate.Range(min=0, max=MAX_AMOUNT, min_inclusive=False),
+        metadata={
+            "description": "The base amount (e.g. the rent at signing), more than 0.",
+            "example": 850,
+            # apispec would write the Decimal bounds as strings.
+            "minimum": 0,
+            "exclusiveMinimum": True,
+            "maximum": MAX_AMOUNT,
+        },
     )
     base_year = ma.fields.Integer(
         required=True, strict=True, metadata={"description": "Base year.", "example": 2013}
