@@ -249,31 +249,37 @@ def _lease_seconds() -> float:
 
 
 def _acquire_lease() -> str | None:
-    """A holder id when this caller now holds the lease, else None. Commits on its own."""
+    """A holder id when this caller now holds the lease, else None.
+
+    Commits the session: the lease must be visible to others at once. Callers hold no pending
+    changes (a read, or the start of a refresh). Through the session rather than a connection of
+    its own, so that a request never holds two pooled connections: twenty threads each waiting
+    for a second one would exhaust the pool.
+    """
     table = RefreshLease.__table__
     holder = uuid.uuid4().hex
     now = utcnow()
     values = {"holder": holder, "expires_at": now + timedelta(seconds=_lease_seconds())}
     try:
-        # Its own connection and transaction: the lease must be visible to others at once,
-        # whatever the request's session is doing.
-        with db.engine.begin() as connection:
-            taken = connection.execute(
-                sa.update(table)
-                .where(table.c.name == LEASE_NAME, table.c.expires_at < now)
-                .values(**values)
-            )
-            if taken.rowcount == 1:
-                return holder
-            exists = connection.execute(
+        taken = db.session.execute(
+            sa.update(table)
+            .where(table.c.name == LEASE_NAME, table.c.expires_at < now)
+            .values(**values)
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            exists = db.session.execute(
                 sa.select(table.c.name).where(table.c.name == LEASE_NAME)
             ).first()
             if exists:
+                db.session.rollback()
                 return None
-            connection.execute(sa.insert(table).values(name=LEASE_NAME, **values))
+            db.session.execute(sa.insert(table).values(name=LEASE_NAME, **values))
+        db.session.commit()
     except IntegrityError:
+        db.session.rollback()
         return None  # another caller created the row first: it holds the lease
     except SQLAlchemyError as error:
+        db.session.rollback()
         logger.warning("health index refresh lease unavailable: %r", error)
         return None
     return holder
@@ -282,13 +288,15 @@ def _acquire_lease() -> str | None:
 def _release_lease(holder: str) -> None:
     table = RefreshLease.__table__
     try:
-        with db.engine.begin() as connection:
-            connection.execute(
-                sa.update(table)
-                .where(table.c.name == LEASE_NAME, table.c.holder == holder)
-                .values(expires_at=utcnow())
-            )
+        db.session.rollback()  # whatever a failed refresh left behind
+        db.session.execute(
+            sa.update(table)
+            .where(table.c.name == LEASE_NAME, table.c.holder == holder)
+            .values(expires_at=utcnow())
+        )
+        db.session.commit()
     except SQLAlchemyError as error:
+        db.session.rollback()
         # The lease expires by itself.
         logger.warning("health index refresh lease not released: %r", error)
 
