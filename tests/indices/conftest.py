@@ -124,7 +124,7 @@ class Upstream:
     body: bytes = b""
     content_type: str = "application/zip"
     hang: bool = False
-    delay: float = 0.0
+    held: bool = False
     requests: list[dict[str, str]] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -153,8 +153,9 @@ def upstream() -> Iterator[Upstream]:
                 # Longer than any test's STATBEL_TIMEOUT; released at teardown.
                 state.release.wait(10)
                 return
-            if state.delay:
-                state.release.wait(state.delay)
+            if state.held:
+                # Answers only once the test lets go (or at teardown).
+                state.release.wait(10)
             try:
                 self.send_response(state.status)
                 self.send_header("Content-Type", state.content_type)

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from refapi.extensions import cache
 from refapi.indices import services
 from tests.indices.conftest import (
     FAILURES,
@@ -107,33 +108,44 @@ def test_after_the_retry_interval_a_request_tries_again(stored, client, upstream
 def test_twenty_concurrent_requests_on_stale_data_reach_statbel_once(
     make_indices_app, upstream, auth_headers
 ):
-    # The request that starts the refresh waits only briefly; the others not at all.
-    app = make_indices_app(INDEX_REFRESH_BUDGET=0.05, STATBEL_TIMEOUT=5.0)
-    with app.app_context():
+    # Two apps on one database, each with its own cache: two worker processes.
+    workers = [make_indices_app(INDEX_REFRESH_BUDGET=0.05, STATBEL_TIMEOUT=5.0) for _ in range(2)]
+    with workers[0].app_context():
         services.refresh()
-    age_data(app)
+    age_data(workers[0])
+    for worker in workers:
+        with worker.app_context():
+            cache.clear()
     _serve_february(upstream)
-    upstream.delay = 0.5
+    upstream.held = True  # Statbel takes its time: the refresh cannot finish meanwhile
     start = threading.Barrier(20)
     answers = []
 
-    def ask():
-        client = app.test_client()
+    def ask(worker):
+        client = worker.test_client()
         start.wait()
         response = client.get("/indices/health?base_year=2013", headers=auth_headers)
-        answers.append((response.status_code, response.get_json()["month"]))
+        body = response.get_json()
+        answers.append((response.status_code, body["month"], body["stale"]))
 
-    threads = [threading.Thread(target=ask) for _ in range(20)]
+    threads = [threading.Thread(target=ask, args=(workers[i % 2],)) for i in range(20)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=4)  # far below STATBEL_TIMEOUT: nobody waits for Statbel
+    assert not any(thread.is_alive() for thread in threads)
+    # Everyone answered from stored data while the one refresh waited on Statbel.
+    assert answers == [(200, "2021-01", True)] * 20
+    upstream.release.set()
     services.wait_for_background_refreshes()
     assert upstream.hits == 2  # the first download, then one refresh
-    assert len(answers) == 20
-    assert {status for status, _ in answers} == {200}
-    body = app.test_client().get("/indices/health?base_year=2013", headers=auth_headers).get_json()
-    assert (body["month"], body["stale"]) == ("2021-02", False)
+    for worker in workers:
+        # In configuration A each app's SimpleCache is its own, as in separate processes.
+        with worker.app_context():
+            cache.clear()
+        client = worker.test_client()
+        body = client.get("/indices/health?base_year=2013", headers=auth_headers).get_json()
+        assert (body["month"], body["stale"]) == ("2021-02", False)
 
 
 def test_a_refresh_running_elsewhere_is_not_duplicated(stored, client, upstream, auth_headers):
