@@ -117,3 +117,12 @@ def test_refresh_without_an_upstream_address_asks_for_a_file(make_indices_app):
     result = runner.invoke(args=["indices", "refresh"])
     assert result.exit_code == 1
     assert "--file" in result.output
+
+
+def test_refresh_keeps_months_the_new_file_no_longer_has(app, runner, upstream):
+    runner.invoke(args=["indices", "refresh"])
+    before = stored_rows(app)
+    upstream.serve(statbel_zip(statbel_text(statbel_rows({(2021, 1): HEALTH[(2021, 1)]}))))
+    result = runner.invoke(args=["indices", "refresh"])
+    assert result.exit_code == 0, result.output
+    assert stored_rows(app) == before

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 
 import pytest
+import sqlalchemy as sa
 
-from refapi.extensions import cache
+from refapi.extensions import cache, db
 from refapi.indices import services
+from refapi.indices.models import MonthlyIndex
 from tests.indices.conftest import (
     FAILURES,
     HEALTH,
@@ -191,3 +193,20 @@ def test_without_an_upstream_address_stale_data_is_served_without_refreshing(
     body = app.test_client().get("/indices/health", headers=auth_headers).get_json()
     assert (body["month"], body["stale"]) == ("2021-01", True)
     assert upstream.hits == 0
+
+
+def test_reads_are_cached_until_a_refresh(stored, client, upstream, auth_headers):
+    url = "/indices/health/2020-10?base_year=2013"
+    assert client.get(url, headers=auth_headers).get_json()["value"] == 110.11
+    with stored.app_context():
+        db.session.execute(
+            sa.update(MonthlyIndex)
+            .where(MonthlyIndex.base_year == 2013, MonthlyIndex.year == 2020)
+            .values(health=1)
+        )
+        db.session.commit()
+    assert client.get(url, headers=auth_headers).get_json()["value"] == 110.11
+    revised = {**HEALTH, (2020, 10): {**HEALTH[(2020, 10)], 2013: ("110.12", "107.86")}}
+    upstream.serve(statbel_zip(statbel_text(statbel_rows(revised))))
+    assert stored.test_cli_runner().invoke(args=["indices", "refresh"]).exit_code == 0
+    assert client.get(url, headers=auth_headers).get_json()["value"] == 110.12
