@@ -161,6 +161,19 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds after which stored index data is refreshed from Statbel on the next request.",
     ),
     Setting(
+        "INDEX_REFRESH_BUDGET",
+        2.0,
+        _positive_float,
+        "Seconds a request that starts a health index refresh waits for it before answering "
+        "from stored data (marked `stale`); other requests never wait.",
+    ),
+    Setting(
+        "INDEX_RETRY_INTERVAL",
+        60,
+        _positive_int,
+        "Seconds between attempts to refresh stale health index data after one has failed.",
+    ),
+    Setting(
         "PROXY_X_FOR",
         0,
         _non_negative_int,
