@@ -79,7 +79,7 @@ def _if_match() -> services.IfMatch:
     tags: ETags = request.if_match
     if tags.star_tag:
         return services.ANY_VERSION
-    return frozenset(int(tag) for tag in tags.as_set() if _VERSION_TAG.fullmatch(tag))
+    return frozenset(int(tag) for tag in tags.as_set() if tag and _VERSION_TAG.fullmatch(tag))
 
 
 def _checked_key(key: str) -> str:
