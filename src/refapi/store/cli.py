@@ -8,6 +8,7 @@ from typing import IO, Any
 import click
 import marshmallow as ma
 from flask import current_app
+from flask.cli import with_appcontext
 from sqlalchemy.exc import IntegrityError
 
 from refapi.store import services
@@ -20,6 +21,7 @@ MAX_REPORTED_PROBLEMS = 20
 @click.command("export")
 @click.argument("file", type=click.File("w", encoding="utf-8", atomic=True))
 @click.option("--client", help="Export only this client's entries (default: every client).")
+@with_appcontext
 def export_command(file: IO[str], client: str | None) -> None:
     """Write every entry to FILE as JSON lines ('-' for standard output)."""
     count = 0
@@ -38,6 +40,7 @@ def export_command(file: IO[str], client: str | None) -> None:
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 @click.option("--client", help="Import only this client's lines (default: every line).")
 @click.option("--replace", is_flag=True, help="Overwrite keys that already exist.")
+@with_appcontext
 def import_command(file: IO[str], client: str | None, replace: bool) -> None:
     """Restore entries from FILE (JSON lines, as written by export): all of them or none.
 
