@@ -18,7 +18,7 @@ _KEY_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # PostgreSQL's JSONB cannot hold \u0000; refusing it everywhere keeps both databases alike.
 _TEXT_FORBIDDEN = re.compile("[\x00\ud800-\udfff]")
 _KEY_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
-_CLIENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_CLIENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 # Deeper values would come close to Python's recursion limit when they are serialised again.
 MAX_VALUE_DEPTH = 100
