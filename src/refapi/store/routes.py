@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from http import HTTPStatus
 from typing import Any
 
 from flask import Response, g, request, url_for
@@ -72,6 +73,12 @@ _CONFLICT = {
 }
 
 
+def _documented(status: int) -> str:
+    # The problem+json response component of a status: named after HTTPStatus, whose names
+    # change between Python versions (413 and 422 in 3.13).
+    return HTTPStatus(status).name
+
+
 def _if_match() -> services.IfMatch:
     """The versions If-Match accepts; None without the header. Weak or odd tags match nothing."""
     if "If-Match" not in request.headers:
@@ -99,7 +106,7 @@ class SavedValue(MethodView):
     @blp.response(200, EntrySchema, description="The value replaced one.", headers=_ETAG_HEADER)
     @blp.alt_response(201, schema=EntrySchema, description="The key was created.")
     @blp.alt_response(
-        400, response="BAD_REQUEST", description="If-None-Match other than `*`, or both headers."
+        400, response=_documented(400), description="If-None-Match other than `*`, or both headers."
     )
     @blp.alt_response(
         412,
@@ -107,9 +114,9 @@ class SavedValue(MethodView):
         "`current_version` is the stored version.",
         **_CONFLICT,
     )
-    @blp.alt_response(413, response="PAYLOAD_TOO_LARGE", description="`VALUE_TOO_LARGE`.")
-    @blp.alt_response(415, response="UNSUPPORTED_MEDIA_TYPE")
-    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(413, response=_documented(413), description="`VALUE_TOO_LARGE`.")
+    @blp.alt_response(415, response=_documented(415))
+    @blp.alt_response(422, response=_documented(422))
     @blp.doc(
         parameters=[
             _IF_MATCH,
@@ -153,8 +160,8 @@ class SavedValue(MethodView):
 class StoredValue(MethodView):
     @blp.response(200, EntrySchema, headers=_ETAG_HEADER)
     @blp.alt_response(304, description="If-None-Match names the current version.")
-    @blp.alt_response(404, response="NOT_FOUND", description="`KEY_NOT_FOUND`.")
-    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY", description="Not a valid key.")
+    @blp.alt_response(404, response=_documented(404), description="`KEY_NOT_FOUND`.")
+    @blp.alt_response(422, response=_documented(422), description="Not a valid key.")
     @blp.doc(
         parameters=[
             _KEY_PARAMETER,
@@ -179,12 +186,12 @@ class StoredValue(MethodView):
 @blp.route("/delete/<store_key:key>", **_KEY_ROUTE)
 class DeletedValue(MethodView):
     @blp.response(204, description="The key and its value are gone.")
-    @blp.alt_response(400, response="BAD_REQUEST", description="If-None-Match was sent.")
-    @blp.alt_response(404, response="NOT_FOUND", description="`KEY_NOT_FOUND`.")
+    @blp.alt_response(400, response=_documented(400), description="If-None-Match was sent.")
+    @blp.alt_response(404, response=_documented(404), description="`KEY_NOT_FOUND`.")
     @blp.alt_response(
         412, description="`VERSION_MISMATCH`: If-Match names another version.", **_CONFLICT
     )
-    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY", description="Not a valid key.")
+    @blp.alt_response(422, response=_documented(422), description="Not a valid key.")
     @blp.doc(parameters=[_KEY_PARAMETER, _IF_MATCH])
     def delete(self, key: str) -> None:
         """Delete a key and its value; with `If-Match: "<version>"`, only at that version."""
@@ -197,7 +204,7 @@ class DeletedValue(MethodView):
 class Keys(MethodView):
     @blp.arguments(KeyListArgs, location="query")
     @blp.response(200, KeyPage)
-    @blp.alt_response(422, response="UNPROCESSABLE_ENTITY")
+    @blp.alt_response(422, response=_documented(422))
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List your keys in order (code point by code point), a page at a time.
 
