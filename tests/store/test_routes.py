@@ -283,15 +283,34 @@ def test_save_if_none_match_star_on_an_existing_key_is_412_already_exists(save, 
     assert get("k").get_json()["value"] == "first"
 
 
-@pytest.mark.parametrize(
-    "headers", [{"If-None-Match": '"1"'}, {"If-None-Match": "*", "If-Match": '"1"'}]
-)
-def test_save_with_unsupported_preconditions_is_400(save, get, headers):
+def test_save_with_if_none_match_other_than_star_is_400(save, get):
     save("k", 1)
-    response = save("k", 2, headers=headers)
+    response = save("k", 2, headers={"If-None-Match": '"1"'})
     assert response.status_code == 400
     assert response.get_json()["code"] == "INVALID_PRECONDITION"
     assert get("k").get_json()["value"] == 1
+
+
+@pytest.mark.parametrize(
+    ("existing", "if_match", "code"),
+    [
+        (False, '"1"', "VERSION_MISMATCH"),
+        (True, '"2"', "VERSION_MISMATCH"),
+        (True, '"1"', "ALREADY_EXISTS"),
+        (True, "*", "ALREADY_EXISTS"),
+    ],
+)
+def test_save_with_if_match_and_if_none_match_star_never_writes(
+    save, get, existing, if_match, code
+):
+    if existing:
+        save("k", "kept")
+    response = save("k", "new", headers={"If-Match": if_match, "If-None-Match": "*"})
+    assert response.status_code == 412
+    assert response.get_json()["code"] == code
+    assert get("k").status_code == (200 if existing else 404)
+    if existing:
+        assert get("k").get_json()["value"] == "kept"
 
 
 def test_delete_if_match_with_the_current_version_deletes(save, get, delete):

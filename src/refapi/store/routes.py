@@ -17,6 +17,7 @@ from refapi.api import Blueprint
 from refapi.store import cli, services
 from refapi.store.errors import InvalidPrecondition
 from refapi.store.schemas import (
+    KEY_PATTERN,
     KEY_RULES,
     EntryIn,
     EntrySchema,
@@ -57,7 +58,7 @@ _KEY_PARAMETER = {
     "in": "path",
     "name": "key",
     "required": True,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+    "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": KEY_PATTERN},
     "description": "The key, percent-encoded: " + KEY_RULES,
 }
 _IF_MATCH = {
@@ -105,9 +106,7 @@ class SavedValue(MethodView):
     @blp.arguments(EntryIn)
     @blp.response(200, EntrySchema, description="The value replaced one.", headers=_ETAG_HEADER)
     @blp.alt_response(201, schema=EntrySchema, description="The key was created.")
-    @blp.alt_response(
-        400, response=_documented(400), description="If-None-Match other than `*`, or both headers."
-    )
+    @blp.alt_response(400, response=_documented(400), description="If-None-Match other than `*`.")
     @blp.alt_response(
         412,
         description="`VERSION_MISMATCH` (If-Match) or `ALREADY_EXISTS` (If-None-Match: *); "
@@ -140,8 +139,6 @@ class SavedValue(MethodView):
         if "If-None-Match" in request.headers:
             if not request.if_none_match.star_tag:
                 raise InvalidPrecondition("On /save, If-None-Match accepts only *.")
-            if if_match is not None:
-                raise InvalidPrecondition("Send If-Match or If-None-Match: *, not both.")
             create_only = True
         saved = services.save(
             client=g.client,

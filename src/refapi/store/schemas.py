@@ -17,7 +17,7 @@ from refapi.store.models import MAX_CLIENT_LENGTH, MAX_KEY_LENGTH
 _KEY_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # PostgreSQL's JSONB cannot hold \u0000; refusing it everywhere keeps both databases alike.
 _TEXT_FORBIDDEN = re.compile("[\x00\ud800-\udfff]")
-_KEY_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+KEY_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
 _CLIENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 # Deeper values would come close to Python's recursion limit when they are serialised again.
@@ -85,7 +85,7 @@ def _validate_prefix(prefix: str) -> None:
 def _key_field(**kwargs: Any) -> ma.fields.String:
     return ma.fields.String(
         validate=[ma.validate.Length(min=1, max=MAX_KEY_LENGTH), _validate_key],
-        metadata={"description": "The key: " + KEY_RULES, "pattern": _KEY_PATTERN},
+        metadata={"description": "The key: " + KEY_RULES, "pattern": KEY_PATTERN},
         **kwargs,
     )
 
@@ -137,7 +137,10 @@ class KeyListArgs(PageArgsSchema):
     prefix = ma.fields.String(
         load_default="",
         validate=[ma.validate.Length(max=MAX_KEY_LENGTH), _validate_prefix],
-        metadata={"description": "List only the keys that start with this text (case-sensitive)."},
+        metadata={
+            "description": "List only the keys that start with this text (case-sensitive).",
+            "pattern": KEY_PATTERN.replace("]+$", "]*$"),
+        },
     )
 
 

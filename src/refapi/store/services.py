@@ -88,6 +88,13 @@ def save(
             f"The value is {size} bytes as JSON; the limit is {limit}.", max_bytes=limit
         )
     now = datetime.now(timezone.utc)
+    if create_only and if_match is not None:
+        # Both conditions, evaluated in RFC 9110's order; they can never both hold.
+        current = _current_version(client, key)
+        db.session.rollback()
+        if current is None or not _version_in(if_match, current):
+            raise _mismatch(key, current)
+        raise _already_exists(key, current)
     if create_only:
         statement: Any = (
             _insert(client=client, key=key, value=value, now=now)
@@ -116,9 +123,7 @@ def save(
         current = _current_version(client, key)
         db.session.rollback()
         if create_only:
-            raise AlreadyExists(
-                f"The key {key!r} already exists (If-None-Match: *).", current_version=current
-            )
+            raise _already_exists(key, current)
         raise _mismatch(key, current)
     db.session.commit()
     _invalidate(client, key)
@@ -302,6 +307,16 @@ def _version_matches(if_match: Collection[int] | Literal["*"]) -> sa.ColumnEleme
 
 def _current_version(client: str, key: str) -> int | None:
     return db.session.execute(sa.select(_entries.c.version).where(_is(client, key))).scalar()
+
+
+def _version_in(if_match: Collection[int] | Literal["*"], version: int) -> bool:
+    return if_match == ANY_VERSION or version in if_match
+
+
+def _already_exists(key: str, current: int | None) -> AlreadyExists:
+    return AlreadyExists(
+        f"The key {key!r} already exists (If-None-Match: *).", current_version=current
+    )
 
 
 def _mismatch(key: str, current: int | None) -> VersionMismatch:
