@@ -572,6 +572,14 @@ def test_keys_is_paginated_with_the_total(save, client, auth_headers):
     assert beyond["total"] == 5
 
 
+def test_keys_with_a_page_number_far_past_the_end_is_an_empty_page(save, client, auth_headers):
+    save("k", 1)
+    response = client.get("/keys?page=461168601842737711&page_size=1000", headers=auth_headers)
+    assert response.status_code == 200
+    assert response.get_json()["items"] == []
+    assert response.get_json()["total"] == 1
+
+
 @pytest.mark.parametrize(
     "query", ["page=0", "page_size=0", "page_size=1001", "page=x", "prefix=" + "k" * 257]
 )

@@ -157,13 +157,19 @@ def list_keys(*, client: str, prefix: str = "", page: int, page_size: int) -> di
         if upper is not None:
             condition = sa.and_(condition, _entries.c.key < upper)
     total = db.session.execute(sa.select(sa.func.count()).where(condition)).scalar_one()
-    rows = db.session.execute(
-        sa.select(_entries.c.key, _entries.c.version, _entries.c.updated_at)
-        .where(condition)
-        .order_by(_entries.c.key)
-        .limit(page_size)
-        .offset((page - 1) * page_size)
-    ).all()
+    offset = (page - 1) * page_size
+    # Past the end there is nothing to read, and a huge page number would overflow OFFSET.
+    rows = (
+        db.session.execute(
+            sa.select(_entries.c.key, _entries.c.version, _entries.c.updated_at)
+            .where(condition)
+            .order_by(_entries.c.key)
+            .limit(page_size)
+            .offset(offset)
+        ).all()
+        if offset < total
+        else []
+    )
     items = [
         {"key": row.key, "version": row.version, "updated_at": _utc(row.updated_at)} for row in rows
     ]
