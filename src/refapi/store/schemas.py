@@ -129,10 +129,6 @@ class EntrySchema(ma.Schema):
     updated_at = ma.fields.AwareDateTime(required=True, metadata={"description": "UTC."})
 
 
-class KeyPathSchema(ma.Schema):
-    key = _key_field(required=True)
-
-
 class KeyListArgs(PageArgsSchema):
     prefix = ma.fields.String(
         load_default="",
