@@ -177,7 +177,7 @@ def replace_table(*, factors: Mapping[int, str], if_empty: bool = False) -> Impo
     try:
         _lock_against_other_imports()
         rows = db.session.execute(sa.select(Zipcode.zipcode, Zipcode.risk_factor))
-        current: dict[int, str] = dict(rows.all())
+        current: dict[int, str] = dict(rows.tuples().all())
         if if_empty and current:
             db.session.rollback()
             return ImportResult(zipcodes=len(current), skipped=True)
