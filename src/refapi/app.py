@@ -40,6 +40,9 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
         instance_path=os.path.abspath(settings["INSTANCE_PATH"] or "instance"),
     )
     app.config.update(settings)
+    # No automatic OPTIONS answers: no browser calls this API (no CORS), and every route's
+    # methods are exactly the documented ones; a 405 lists them in Allow.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.config.update(_extension_config(settings))
     _configure_logging(app)
     keyring = auth.load_keyring(app.config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
+from werkzeug.routing import BaseConverter
 
 from refapi.api import Blueprint
 from refapi.errors import ProblemSchema
@@ -42,6 +43,20 @@ MONTH_PARAMETER = {
 }
 
 
+class MonthConverter(BaseConverter):
+    """Any path segment but the operations beside it, so that a GET of ``indexation`` is a 405.
+
+    A malformed month still reaches the view, which answers 400 ``WRONG_MONTH``.
+    """
+
+    regex = r"(?!(?:history|indexation)$)[^/]+"
+
+
+blp.record_once(
+    lambda state: state.app.url_map.converters.setdefault("index_month", MonthConverter)
+)
+
+
 @blp.route("/health")
 class HealthIndex(MethodView):
     @blp.arguments(BaseYearArgs, location="query", as_kwargs=True)
@@ -57,7 +72,7 @@ class HealthIndex(MethodView):
         return services.current(base_year=base_year)
 
 
-@blp.route("/health/<string:month>", parameters=[MONTH_PARAMETER])
+@blp.route("/health/<index_month:month>", parameters=[MONTH_PARAMETER])
 class HealthIndexMonth(MethodView):
     @blp.arguments(BaseYearArgs, location="query", as_kwargs=True)
     @blp.response(200, HealthIndexSchema)
