@@ -73,34 +73,27 @@ def test_concurrent_create_only_saves_across_workers_create_once(two_workers_on_
     assert statuses.count(412) == 15
 
 
+def import_zipcodes(server, table, text):
+    """`flask zipcodes import`, in a process of its own, against the server's database."""
+    table.write_text(text)
+    run = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", "zipcodes", "import", str(table)],
+        cwd=PROJECT_ROOT,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+
+
 def test_a_zipcode_import_run_elsewhere_is_seen_by_every_worker_at_once(
     two_workers_on_redis, tmp_path
 ):
     server = two_workers_on_redis
-    table = tmp_path / "table.csv"
-    table.write_text("1000 - 9992,A\n")
-    run = subprocess.run(
-        [str(BIN / "flask"), "--app", "wsgi", "zipcodes", "import", str(table)],
-        cwd=PROJECT_ROOT,
-        env=server.env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
-    assert {r.json()["risk_factor"] for r in get_many(server, "/zipcodes/9000")} == {"A"}
-
-    table.write_text("1000 - 9992,C\n")
-    run = subprocess.run(
-        [str(BIN / "flask"), "--app", "wsgi", "zipcodes", "import", str(table)],
-        cwd=PROJECT_ROOT,
-        env=server.env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
-    assert {r.json()["risk_factor"] for r in get_many(server, "/zipcodes/9000")} == {"C"}
+    for factor in ("A", "C"):
+        import_zipcodes(server, tmp_path / "table.csv", f"1000 - 9992,{factor}\n")
+        assert {r.json()["risk_factor"] for r in get_many(server, "/zipcodes/9000")} == {factor}
 
 
 def test_a_dead_redis_leaves_every_worker_answering_and_logs_it_once_each(serve):
