@@ -61,7 +61,7 @@ def test_head_ping_is_public(client):
     assert client.head("/ping").status_code == 200
 
 
-def test_ready_is_503_within_seconds_when_postgresql_does_not_answer(app_config):
+def test_ready_is_503_when_postgresql_refuses_and_connections_have_a_timeout(app_config):
     # Nothing listens on port 1: the connection is refused at once.
     app = create_app({**app_config, "DATABASE_URL": "postgresql://refapi@127.0.0.1:1/refapi"})
     response = app.test_client().get("/ready")
