@@ -119,8 +119,11 @@ def services_config(
 
 @pytest.fixture
 def backend_config(request: pytest.FixtureRequest, tmp_path: Any) -> dict[str, Any]:
-    """The database and cache settings of the suite's configuration (A or B)."""
-    if CONFIGURATION == "B":
+    """The database and cache settings of the suite's configuration (A or B).
+
+    A test marked ``services`` always gets configuration B: it is about PostgreSQL or Redis.
+    """
+    if CONFIGURATION == "B" or request.node.get_closest_marker("services"):
         return dict(request.getfixturevalue("services_config"))
     return {"DATABASE_URL": f"sqlite:///{tmp_path / 'refapi.sqlite3'}", "REDIS_URL": ""}
 

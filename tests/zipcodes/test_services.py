@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from refapi.extensions import db
 from refapi.zipcodes import services
 from refapi.zipcodes.models import Zipcode
-from tests.conftest import CONFIGURATION
 
 WAIT = 30  # seconds: a bound on a hang, never a measure of speed
 
@@ -187,7 +186,7 @@ def import_waiting_on_the_zipcodes_lock() -> bool:
     return False
 
 
-@pytest.mark.skipif(CONFIGURATION != "B", reason="watches PostgreSQL's lock table")
+@pytest.mark.services  # it watches PostgreSQL's lock table
 def test_a_second_import_waits_for_the_first_and_diffs_against_its_table(
     app, load_table, table_rows
 ):
