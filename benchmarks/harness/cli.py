@@ -36,7 +36,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="the concurrency study (sync vs gthread, slow database, slow "
         "upstream, 1 to 128 connections) instead of the endpoint benchmark",
     )
-    parser.add_argument("--configs", default="A,B", help="configurations to run (default A,B)")
+    parser.add_argument(
+        "--configs",
+        default="A,B",
+        help="configurations to run (default A,B; the study runs the last one)",
+    )
     parser.add_argument("--duration", type=float, help="seconds of each measured load")
     parser.add_argument("--warmup", type=float, help="seconds of warm-up load before each")
     parser.add_argument("--connections", type=int, default=32)
@@ -54,7 +58,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=4, help="gthread threads per worker")
     parser.add_argument("--workers-b", type=int, default=2, help="workers in configuration B")
-    parser.add_argument("--study-connections", default="1,8,32,128")
+    parser.add_argument(
+        "--study-connections", default="1,8,32,128", help="connection levels of the study"
+    )
+    parser.add_argument(
+        "--study-threads",
+        default="4,32",
+        help="threads per gthread worker compared in the study (default 4,32)",
+    )
     parser.add_argument("--output", type=Path, help="folder for the results")
     parser.add_argument("--project-root", type=Path, default=BENCHMARKS.parent)
     parser.add_argument(
@@ -120,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             configs = [name.strip().upper() for name in args.configs.split(",") if name.strip()]
             if args.study:
                 connections = [int(n) for n in args.study_connections.split(",")]
-                results = study.run(ctx, meta, configs[-1], connections, log)
+                thread_counts = [int(n) for n in args.study_threads.split(",")]
+                results = study.run(ctx, meta, configs[-1], connections, thread_counts, log)
                 stem = "study"
             else:
                 results = run_benchmark(ctx, meta, configs)

@@ -49,6 +49,8 @@ class Context:
         """The servers' and CLI's environment: REFAPI_* of this run only, then ``settings``."""
         return {
             **servers.base_env(),
+            # The code of --project-root, whatever the venv's editable install points at.
+            "PYTHONPATH": str(self.project_root / "src"),
             "REFAPI_API_KEYS": f"{data.CLIENT}:{self.secret}",
             "REFAPI_INSTANCE_PATH": str(self.workdir / "instance"),
             "REFAPI_STATBEL_URL": self.upstream.url,

@@ -82,12 +82,14 @@ class Upstream:
     def __init__(self) -> None:
         self.delay = 0.0
         self.requests = 0
+        self._count_lock = threading.Lock()
         self.body = statbel_zip()
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                upstream.requests += 1
+                with upstream._count_lock:
+                    upstream.requests += 1
                 if upstream.delay:
                     time.sleep(upstream.delay)
                 if self.path != PATH:
