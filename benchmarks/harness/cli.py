@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     meta: dict[str, Any] = {
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "mode": ("study" if args.study else "benchmark") + (" (quick)" if args.quick else ""),
+        "smoke_note": args.smoke_note or None,
         **describe_machine(project_root),
         "load_average_before": load_average(),
     }
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 results = study.run(ctx, meta, configs[-1], connections, thread_counts, log)
                 stem = "study"
             else:
-                results = run_benchmark(ctx, meta, configs)
+                results = run_benchmark(ctx, meta, configs, args.smoke_note)
                 stem = "benchmark"
         meta["load_average_after"] = load_average()
         meta["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -157,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def smoke_reason(ctx: Context, results: dict[str, Any]) -> str | None:
-    reasons = []
+def smoke_reason(ctx: Context, results: dict[str, Any], note: str) -> str | None:
+    reasons = [note] if note else []
     if ctx.settings.quick:
         reasons.append("a --quick run (short loads)")
     missing = sorted(
@@ -174,7 +175,9 @@ def smoke_reason(ctx: Context, results: dict[str, Any]) -> str | None:
     return "; ".join(reasons) or None
 
 
-def run_benchmark(ctx: Context, meta: dict[str, Any], configs: list[str]) -> dict[str, Any]:
+def run_benchmark(
+    ctx: Context, meta: dict[str, Any], configs: list[str], note: str
+) -> dict[str, Any]:
     settings = ctx.settings
     results: dict[str, Any] = {
         "meta": meta,
@@ -205,7 +208,7 @@ def run_benchmark(ctx: Context, meta: dict[str, Any], configs: list[str]) -> dic
             }
         finally:
             backend.cleanup()
-    meta["smoke_reason"] = smoke_reason(ctx, results)
+    meta["smoke_reason"] = smoke_reason(ctx, results, note)
     return results
 
 

@@ -340,7 +340,7 @@ def chart(path: Path, results: dict[str, Any]) -> None:
                 labels.append(label)
     figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
     title = "Concurrency study"
-    if "quick" in results["meta"]["mode"]:
+    if "quick" in results["meta"]["mode"] or results["meta"].get("smoke_note"):
         title += " (SMOKE TEST ONLY)"
     figure.suptitle(title)
     figure.tight_layout(rect=(0, 0.06, 1, 0.96))
