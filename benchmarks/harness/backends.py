@@ -57,9 +57,9 @@ def configuration_b(*, database_url: str, redis_url: str, workers: int, threads:
     schema = f"refapi_bench_{run_id}"
     prefix = f"refapi-bench-{run_id}:"
     try:
+        redis.Redis.from_url(redis_url, socket_connect_timeout=5).ping()
         with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as connection:
             connection.execute(f'CREATE SCHEMA "{schema}"')
-        redis.Redis.from_url(redis_url, socket_connect_timeout=5).ping()
     except (psycopg.Error, redis.RedisError) as error:
         raise BackendUnavailable(f"{type(error).__name__}: {error}") from None
 

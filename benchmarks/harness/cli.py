@@ -79,6 +79,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="Redis for configuration B (keys under a prefix of their own)",
     )
     parser.add_argument(
+        "--smoke-note",
+        default="",
+        help="mark the results as a smoke test only, for this reason",
+    )
+    parser.add_argument(
         "--keep-workdir",
         action="store_true",
         help="keep the run's logs and databases (printed at the end)",
@@ -196,7 +201,10 @@ def run_benchmark(
             backend = make_backend(ctx, name)
         except backends.BackendUnavailable as error:
             log(f"[{name}] not measured: {error}")
-            results["configurations"][name] = {"error": str(error)}
+            results["configurations"][name] = {
+                "description": "PostgreSQL and Redis" if name == "B" else "",
+                "error": str(error),
+            }
             continue
         try:
             results["configurations"][name] = bench.run_configuration(ctx, backend, log)

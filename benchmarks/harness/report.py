@@ -183,6 +183,8 @@ def markdown(results: dict[str, Any]) -> str:
 def chart(path: Path, results: dict[str, Any]) -> None:
     """Throughput and p99 per endpoint, one bar per configuration."""
     configs = [(label, c) for label, c in results["configurations"].items() if "endpoints" in c]
+    if not configs:
+        return
     labels: list[str] = ["bare Flask /ping"]
     for _, config in configs:
         for entry in config["endpoints"]:

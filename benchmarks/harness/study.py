@@ -121,7 +121,7 @@ def run(
         "meta": meta,
         "settings": {
             "configuration": configuration,
-            "backend": backend.description,
+            "backend": "PostgreSQL, Redis" if configuration == "B" else "SQLite, SimpleCache",
             "workers": workers,
             "duration": settings.duration,
             "warmup": settings.warmup,
@@ -301,6 +301,8 @@ def markdown(results: dict[str, Any]) -> str:
                     text = f"{row['requests_per_second']:,.0f} / {row['latency_ms']['p99']:,.0f}"
                     rendered.append(text + (f" / **{bad:,} err**" if bad else ""))
             lines.append(f"| {model} | " + " | ".join(rendered) + " |")
+        reasons = sorted({row["reason"] for row in rows if not row.get("available")})
+        lines += ["", *(f"Unavailable: {reason}." for reason in reasons)] if reasons else []
         lines.append("")
     return "\n".join(lines)
 

@@ -33,7 +33,8 @@ def wrk_version() -> str:
         return "missing"
     # wrk prints its version in the usage text, on stderr, and exits 1.
     completed = subprocess.run([found, "--version"], capture_output=True, text=True, check=False)
-    return (completed.stdout + completed.stderr).splitlines()[0].strip()
+    first_line = (completed.stdout + completed.stderr).splitlines()[0]
+    return first_line.split(" Copyright")[0].strip()
 
 
 def run(
