@@ -303,7 +303,12 @@ def run_configuration(ctx: Context, backend: backends.Backend, log: Any) -> dict
                 endpoints.append({**entry, "available": False, "reason": reason})
                 continue
             started = time.monotonic()
-            result = measure(server, ctx, endpoint, tag=backend.name)
+            try:
+                result = measure(server, ctx, endpoint, tag=backend.name)
+            except wrk.WrkFailed as error:
+                log(f"[{backend.name}] {endpoint.label}: load failed ({error})")
+                endpoints.append({**entry, "available": False, "reason": f"load failed: {error}"})
+                continue
             log(
                 f"[{backend.name}] {endpoint.label}: {result['requests_per_second']} req/s, "
                 f"p99 {result['latency_ms']['p99']} ms, non-2xx {result['non_2xx']}, "

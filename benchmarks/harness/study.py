@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 # Agg: no display; chosen before pyplot is imported.
 import matplotlib.pyplot as plt
 
-from harness import backends, bench, data, servers
+from harness import backends, bench, data, servers, wrk
 from harness.context import Context
 
 DB_DELAY = 0.02
@@ -195,13 +195,17 @@ def _phase(
                         rows.append({**row, "available": False, "reason": reason})
                         continue
                     upstream_before = ctx.upstream.requests
-                    result = bench.measure(
-                        server,
-                        ctx,
-                        endpoint,
-                        tag=f"study-{model.name}",
-                        connections=connections,
-                    )
+                    try:
+                        result = bench.measure(
+                            server,
+                            ctx,
+                            endpoint,
+                            tag=f"study-{model.name}",
+                            connections=connections,
+                        )
+                    except wrk.WrkFailed as error:
+                        rows.append({**row, "available": False, "reason": f"load failed: {error}"})
+                        continue
                     # Proof that the slow-upstream scenario did reach the upstream.
                     result["upstream_requests"] = ctx.upstream.requests - upstream_before
                     _log_row(log, row, result)
