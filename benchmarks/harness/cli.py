@@ -66,6 +66,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default="4,32",
         help="threads per gthread worker compared in the study (default 4,32)",
     )
+    parser.add_argument(
+        "--study-phases",
+        default=",".join(phase.name for phase in study.PHASES),
+        help="server variants of the study (default: all): slow-db (with the peer), "
+        "fresh-index, slow-upstream",
+    )
     parser.add_argument("--output", type=Path, help="folder for the results")
     parser.add_argument("--project-root", type=Path, default=BENCHMARKS.parent)
     parser.add_argument(
@@ -138,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.study:
                 connections = [int(n) for n in args.study_connections.split(",")]
                 thread_counts = [int(n) for n in args.study_threads.split(",")]
-                results = study.run(ctx, meta, configs[-1], connections, thread_counts, log)
+                phases = [name.strip() for name in args.study_phases.split(",")]
+                results = study.run(ctx, meta, configs[-1], connections, thread_counts, phases, log)
                 stem = "study"
             else:
                 results = run_benchmark(ctx, meta, configs, args.smoke_note)
