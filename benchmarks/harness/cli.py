@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         **describe_machine(project_root),
         "load_average_before": load_average(),
     }
+    keep_workdir = args.keep_workdir
     try:
         with Upstream() as upstream:
             ctx = Context(
@@ -162,8 +163,20 @@ def main(argv: list[str] | None = None) -> int:
             (output / f"{stem}.md").write_text(report.markdown(results), encoding="utf-8")
             report.chart(output / f"{stem}.png", results)
         log(f"results: {output}/{stem}.json, {stem}.md, {stem}.png")
+        failed = [
+            name
+            for name, config in results.get("configurations", {}).items()
+            if "error" in config and "endpoints" not in config
+        ]
+        keep_workdir = keep_workdir or bool(failed)
+    except backends.BackendUnavailable as error:
+        print(f"the study needs PostgreSQL and Redis (or --configs A): {error}", file=sys.stderr)
+        return 1
+    except BaseException:
+        keep_workdir = True
+        raise
     finally:
-        if args.keep_workdir:
+        if keep_workdir:
             log(f"logs and databases kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
