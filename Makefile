@@ -22,10 +22,12 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt setup.cfg pyproject.tom
 venv: $(BIN)/.installed
 
 ## Serve the whole API with SQLite and the in-process cache: one worker, four threads.
+## The health index is downloaded from Statbel on the first request that needs it.
 run: venv
 	@test -n "$(RUN_KEYS)" || echo "Using the API keys configured in the environment."
 	@test -z "$(RUN_KEYS)" || $(BIN)/python -m refapi.auth.devkey $(DEV_KEY_FILE)
 	$(RUN_ENV) $(BIN)/flask --app wsgi db upgrade
+	$(RUN_ENV) $(BIN)/flask --app wsgi zipcodes import --if-empty
 	$(RUN_ENV) REFAPI_BIND=$${REFAPI_BIND:-127.0.0.1:5000} REFAPI_WORKERS=$${REFAPI_WORKERS:-1} \
 		$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 

@@ -131,6 +131,8 @@ def app_config(backend_config: dict[str, Any], tmp_path: Any) -> dict[str, Any]:
         **backend_config,
         "API_KEYS": API_KEYS,
         "API_KEYS_FILE": "",
+        # No test reaches the internet: tests of the index serve Statbel's file themselves.
+        "STATBEL_URL": "",
         "INSTANCE_PATH": str(tmp_path / "instance"),
         "TESTING": True,
     }

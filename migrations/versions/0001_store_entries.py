@@ -27,7 +27,7 @@ def upgrade():
             nullable=False,
         ),
         sa.Column(
-            "value", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False
+            "value", sa.Text().with_variant(postgresql.JSONB(), "postgresql"), nullable=False
         ),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column(

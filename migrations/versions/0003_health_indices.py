@@ -1,4 +1,4 @@
-"""health indices and their refreshes
+"""health indices, their refreshes and the refresh lease
 
 Revision ID: 0003
 Revises: 0002
@@ -41,8 +41,16 @@ def upgrade():
         sa.Column("error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
+    op.create_table(
+        "index_refresh_leases",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("holder", sa.String(length=64), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
+    )
 
 
 def downgrade():
+    op.drop_table("index_refresh_leases")
     op.drop_table("index_refreshes")
     op.drop_table("health_indices")

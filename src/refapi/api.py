@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import http
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -43,7 +44,11 @@ class JsonOnlyParser(FlaskParser):
             raise errors.UnsupportedMediaType(
                 f"Send the body as application/json, not {req.mimetype or 'no content type'}."
             )
-        return super()._raw_load_json(req)
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError as error:
+            # json.loads recurses once per nesting level: a pathologically deep body is malformed.
+            self._handle_invalid_json_error(json.JSONDecodeError(str(error), "", 0), req)
 
 
 class Blueprint(flask_smorest.Blueprint):

@@ -17,6 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from refapi import auth, config
 from refapi.auth.routes import blp as auth_blp
+from refapi.cli import deploy
 from refapi.extensions import api, cache, db, migrate
 from refapi.health.routes import blp as health_blp
 from refapi.indices.routes import blp as indices_blp
@@ -39,6 +40,9 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
         instance_path=os.path.abspath(settings["INSTANCE_PATH"] or "instance"),
     )
     app.config.update(settings)
+    # No automatic OPTIONS answers: no browser calls this API (no CORS), and every route's
+    # methods are exactly the documented ones; a 405 lists them in Allow.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.config.update(_extension_config(settings))
     _configure_logging(app)
     keyring = auth.load_keyring(app.config)
@@ -47,6 +51,7 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
     _init_request_ids(app)
     auth.init_app(app, keyring, public_endpoints=_DOCS_ENDPOINTS)
     _trust_proxies(app)
+    app.cli.add_command(deploy)
     return app
 
 

@@ -31,15 +31,6 @@ class Setting:
         return ENV_PREFIX + self.name
 
 
-def _boolean(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"expected true or false, got {text!r}")
-
-
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -168,6 +159,19 @@ SETTINGS: tuple[Setting, ...] = (
         12 * 3600,
         _positive_int,
         "Seconds after which stored index data is refreshed from Statbel on the next request.",
+    ),
+    Setting(
+        "INDEX_REFRESH_BUDGET",
+        2.0,
+        _positive_float,
+        "Seconds a request that starts a health index refresh waits for it before answering "
+        "from stored data (marked `stale`); other requests never wait.",
+    ),
+    Setting(
+        "INDEX_RETRY_INTERVAL",
+        60,
+        _positive_int,
+        "Seconds between attempts to refresh stale health index data after one has failed.",
     ),
     Setting(
         "PROXY_X_FOR",

@@ -165,7 +165,13 @@ def handle_http_exception(error: HTTPException) -> Response:
 
 
 class ProblemSchema(ma.Schema):
-    """RFC 9457 problem details, as every error of this API is answered."""
+    """RFC 9457 problem details, as every error of this API is answered.
+
+    Problems may carry extension members (``errors``, ``current_version``, ``checks``...).
+    """
+
+    class Meta:
+        unknown = ma.INCLUDE
 
     type = ma.fields.String(
         required=True, metadata={"description": "A URI that identifies the kind of problem."}

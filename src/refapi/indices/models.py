@@ -42,3 +42,18 @@ class Refresh(db.Model):  # type: ignore[name-defined]
     months_added: Mapped[int] = mapped_column(sa.Integer(), default=0)
     rows_changed: Mapped[int] = mapped_column(sa.Integer(), default=0)
     error: Mapped[str | None] = mapped_column(sa.Text())
+
+
+class RefreshLease(db.Model):  # type: ignore[name-defined]
+    """Who may refresh now: one row per lock, held until ``expires_at``.
+
+    A row in the database (not a process lock) so that one refresh runs at a time across every
+    thread and worker process, on SQLite and PostgreSQL alike; the expiry frees a lock whose
+    holder died.
+    """
+
+    __tablename__ = "index_refresh_leases"
+
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(sa.String(64))
+    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))

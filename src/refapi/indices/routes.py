@@ -1,6 +1,122 @@
 """The Belgian health index, from Statbel."""
 
-from refapi.api import Blueprint
-from refapi.indices import models  # noqa: F401  (registers the tables; services will import them)
+from __future__ import annotations
 
-blp = Blueprint("indices", __name__, description="The Belgian health index (gezondheidsindex).")
+from typing import Any
+
+from flask.views import MethodView
+from werkzeug.routing import BaseConverter
+
+from refapi.api import Blueprint
+from refapi.errors import ProblemSchema
+from refapi.indices import services
+from refapi.indices.cli import refresh_command
+from refapi.indices.schemas import (
+    BaseYearArgs,
+    HealthIndexSchema,
+    HistoryArgs,
+    HistorySchema,
+    IndexationIn,
+    IndexationSchema,
+)
+
+blp = Blueprint(
+    "indices",
+    __name__,
+    url_prefix="/indices",
+    description="The Belgian health index (gezondheidsindex), from Statbel's open data.",
+)
+blp.cli.add_command(refresh_command)
+
+WRONG_YEAR = "`WRONG_YEAR`: a base year without a health index; `valid_base_years` lists them."
+NOT_PUBLISHED = "`INDEX_NOT_PUBLISHED`: no health index for that month (and base year)."
+UNAVAILABLE = (
+    "`UPSTREAM_UNAVAILABLE`: nothing is stored yet and Statbel cannot be reached; "
+    "retry after `Retry-After` seconds."
+)
+PROBLEM = {"schema": ProblemSchema, "content_type": "application/problem+json"}
+MONTH_PARAMETER = {
+    "in": "path",
+    "name": "month",
+    "description": "The month, `YYYY-MM`.",
+    "schema": {"type": "string", "pattern": services.MONTH_PATTERN, "example": "2020-10"},
+}
+
+
+class MonthConverter(BaseConverter):
+    """Any path segment but the operations beside it, so that a GET of ``indexation`` is a 405.
+
+    A malformed month still reaches the view, which answers 400 ``WRONG_MONTH``.
+    """
+
+    regex = r"(?!(?:history|indexation)$)[^/]+"
+
+
+blp.record_once(
+    lambda state: state.app.url_map.converters.setdefault("index_month", MonthConverter)
+)
+
+
+@blp.route("/health")
+class HealthIndex(MethodView):
+    @blp.arguments(BaseYearArgs, location="query", as_kwargs=True)
+    @blp.response(200, HealthIndexSchema)
+    @blp.alt_response(400, description=WRONG_YEAR, **PROBLEM)
+    @blp.alt_response(503, description=UNAVAILABLE, **PROBLEM)
+    def get(self, base_year: str | None = None) -> dict[str, Any]:
+        """The current health index: the latest published month, for every base year or one.
+
+        `stale` is true when Statbel could not be reached for a while: the latest month may be
+        missing.
+        """
+        return services.current(base_year=base_year)
+
+
+@blp.route("/health/<index_month:month>", parameters=[MONTH_PARAMETER])
+class HealthIndexMonth(MethodView):
+    @blp.arguments(BaseYearArgs, location="query", as_kwargs=True)
+    @blp.response(200, HealthIndexSchema)
+    @blp.alt_response(
+        400, description="`WRONG_MONTH`: not a month written `YYYY-MM`; or " + WRONG_YEAR, **PROBLEM
+    )
+    @blp.alt_response(404, description=NOT_PUBLISHED, **PROBLEM)
+    @blp.alt_response(503, description=UNAVAILABLE, **PROBLEM)
+    def get(self, month: str, base_year: str | None = None) -> dict[str, Any]:
+        """A month's health index (`YYYY-MM`), for every base year or one."""
+        return services.month_values(month=month, base_year=base_year)
+
+
+@blp.route("/health/history")
+class HealthIndexHistory(MethodView):
+    @blp.arguments(HistoryArgs, location="query", as_kwargs=True)
+    @blp.response(200, HistorySchema)
+    @blp.alt_response(400, description=WRONG_YEAR, **PROBLEM)
+    @blp.alt_response(503, description=UNAVAILABLE, **PROBLEM)
+    def get(
+        self,
+        base_year: str,
+        page: int,
+        page_size: int,
+        start: str | None = None,
+        end: str | None = None,
+    ) -> dict[str, Any]:
+        """A base year's monthly health index series, oldest first, paged."""
+        return services.history(
+            base_year=base_year, start=start, end=end, page=page, page_size=page_size
+        )
+
+
+@blp.route("/health/indexation")
+class Indexation(MethodView):
+    @blp.arguments(IndexationIn, as_kwargs=True)
+    @blp.response(200, IndexationSchema)
+    @blp.alt_response(400, description=WRONG_YEAR, **PROBLEM)
+    @blp.alt_response(404, description=NOT_PUBLISHED, **PROBLEM)
+    @blp.alt_response(503, description=UNAVAILABLE, **PROBLEM)
+    def post(self, **indexation: Any) -> dict[str, Any]:
+        """Index an amount (a rent) on the health index, the Belgian way.
+
+        `indexed_amount = amount x index(target_month) / index(start_month)`, both in the
+        same base year, rounded to the cent.
+        """
+        return services.indexation(**indexation)

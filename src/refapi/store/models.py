@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,23 @@ KeyString = sa.String(MAX_KEY_LENGTH).with_variant(
 )
 
 
+class JSONText(sa.TypeDecorator[Any]):
+    """JSON kept as text, for SQLite.
+
+    SQLite gives a column declared ``JSON`` numeric affinity: the document ``1.0`` would come
+    back as ``1`` and ``10**30`` as ``1e+30``. A TEXT column keeps the document as written.
+    """
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    def process_result_value(self, value: str | None, dialect: sa.Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
 class Entry(db.Model):  # type: ignore[name-defined]
     __tablename__ = "store_entries"
     __table_args__ = (sa.UniqueConstraint("client", "key", name="uq_store_entries_client_key"),)
@@ -30,7 +48,7 @@ class Entry(db.Model):  # type: ignore[name-defined]
     )
     client: Mapped[str] = mapped_column(sa.String(MAX_CLIENT_LENGTH))
     key: Mapped[str] = mapped_column(KeyString)
-    value: Mapped[Any] = mapped_column(sa.JSON().with_variant(postgresql.JSONB(), "postgresql"))
+    value: Mapped[Any] = mapped_column(JSONText().with_variant(postgresql.JSONB(), "postgresql"))
     version: Mapped[int] = mapped_column(sa.Integer())
     created_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), server_default=sa.func.now()

@@ -1,6 +1,211 @@
 """The keyed JSON store: /save, /get/<key>, /delete/<key>, /keys."""
 
+from __future__ import annotations
+
+import re
+from http import HTTPStatus
+from typing import Any
+
+from flask import Response, g, request, url_for
+from flask.views import MethodView
+from webargs.flaskparser import abort
+from werkzeug.datastructures import ETags
+from werkzeug.http import quote_etag
+from werkzeug.routing import PathConverter
+
 from refapi.api import Blueprint
-from refapi.store import models  # noqa: F401  (registers the tables; services will import them)
+from refapi.store import cli, services
+from refapi.store.errors import InvalidPrecondition
+from refapi.store.schemas import (
+    KEY_PATTERN,
+    KEY_RULES,
+    EntryIn,
+    EntrySchema,
+    KeyListArgs,
+    KeyPage,
+    VersionConflictSchema,
+    key_problem,
+)
 
 blp = Blueprint("store", __name__, description="Small JSON documents under string keys.")
+blp.cli.add_command(cli.export_command)
+blp.cli.add_command(cli.import_command)
+
+
+class KeyConverter(PathConverter):
+    """Like ``path``, but a key may also start with ``/`` (``/get//a`` is the key ``/a``)."""
+
+    regex = ".+"
+    part_isolating = False
+
+
+# Registered before the routes that use it: deferred blueprint functions run in order.
+blp.record_once(lambda state: state.app.url_map.converters.setdefault("store_key", KeyConverter))
+
+# Keys may contain "//", which Werkzeug would otherwise merge (and redirect) away.
+_KEY_ROUTE = {"merge_slashes": False}
+
+_VERSION_TAG = re.compile(r"[0-9]{1,10}")
+_NO_STORE_IN_SHARED_CACHES = "private, no-cache"
+
+_ETAG_HEADER = {
+    "ETag": {
+        "description": 'The entry\'s version, quoted: `"3"`.',
+        "schema": {"type": "string"},
+    }
+}
+_KEY_PARAMETER = {
+    "in": "path",
+    "name": "key",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": KEY_PATTERN},
+    "description": "The key, percent-encoded: " + KEY_RULES,
+}
+_IF_MATCH = {
+    "in": "header",
+    "name": "If-Match",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": 'Act only if the stored version is this one: `"3"` (or `*`: any version).',
+}
+_CONFLICT = {
+    "schema": VersionConflictSchema,
+    "content_type": "application/problem+json",
+}
+
+
+def _documented(status: int) -> str:
+    # The problem+json response component of a status: named after HTTPStatus, whose names
+    # change between Python versions (413 and 422 in 3.13).
+    return HTTPStatus(status).name
+
+
+def _if_match() -> services.IfMatch:
+    """The versions If-Match accepts; None without the header. Weak or odd tags match nothing."""
+    if "If-Match" not in request.headers:
+        return None
+    tags: ETags = request.if_match
+    if tags.star_tag:
+        return services.ANY_VERSION
+    return frozenset(int(tag) for tag in tags.as_set() if tag and _VERSION_TAG.fullmatch(tag))
+
+
+def _checked_key(key: str) -> str:
+    problem = key_problem(key)
+    if problem:
+        abort(422, messages={"path": {"key": [problem]}})
+    return key
+
+
+def _etag(version: int) -> str:
+    return quote_etag(str(version))
+
+
+@blp.route("/save")
+class SavedValue(MethodView):
+    @blp.arguments(EntryIn)
+    @blp.response(200, EntrySchema, description="The value replaced one.", headers=_ETAG_HEADER)
+    @blp.alt_response(201, schema=EntrySchema, description="The key was created.")
+    @blp.alt_response(400, response=_documented(400), description="If-None-Match other than `*`.")
+    @blp.alt_response(
+        412,
+        description="`VERSION_MISMATCH` (If-Match) or `ALREADY_EXISTS` (If-None-Match: *); "
+        "`current_version` is the stored version.",
+        **_CONFLICT,
+    )
+    @blp.alt_response(413, response=_documented(413), description="`VALUE_TOO_LARGE`.")
+    @blp.alt_response(415, response=_documented(415))
+    @blp.alt_response(422, response=_documented(422))
+    @blp.doc(
+        parameters=[
+            _IF_MATCH,
+            {
+                "in": "header",
+                "name": "If-None-Match",
+                "required": False,
+                "schema": {"type": "string", "enum": ["*"]},
+                "description": "`*`: create the key only if it does not exist yet.",
+            },
+        ]
+    )
+    def post(self, entry: dict[str, Any]) -> tuple[services.EntryData, int, dict[str, str]]:
+        """Store a JSON value under a key: 201 when the key is new, 200 when it replaced one.
+
+        Each write adds one to the entry's version, returned in the body and as the ETag.
+        Make it conditional with `If-Match: "<version>"` or `If-None-Match: *`.
+        """
+        if_match = _if_match()
+        create_only = False
+        if "If-None-Match" in request.headers:
+            if not request.if_none_match.star_tag:
+                raise InvalidPrecondition("On /save, If-None-Match accepts only *.")
+            create_only = True
+        saved = services.save(
+            client=g.client,
+            key=entry["key"],
+            value=entry["value"],
+            if_match=if_match,
+            create_only=create_only,
+        )
+        headers = {"ETag": _etag(saved.entry["version"])}
+        if saved.created:
+            headers["Location"] = url_for("store.StoredValue", key=saved.entry["key"])
+        return saved.entry, 201 if saved.created else 200, headers
+
+
+@blp.route("/get/<store_key:key>", **_KEY_ROUTE)
+class StoredValue(MethodView):
+    @blp.response(200, EntrySchema, headers=_ETAG_HEADER)
+    @blp.alt_response(304, description="If-None-Match names the current version.")
+    @blp.alt_response(404, response=_documented(404), description="`KEY_NOT_FOUND`.")
+    @blp.alt_response(422, response=_documented(422), description="Not a valid key.")
+    @blp.doc(
+        parameters=[
+            _KEY_PARAMETER,
+            {
+                "in": "header",
+                "name": "If-None-Match",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": 'The ETag you hold, `"3"`: 304 without a body if it is current.',
+            },
+        ]
+    )
+    def get(self, key: str) -> Response | tuple[services.EntryData, int, dict[str, str]]:
+        """Read the value stored under a key, with its version (also the ETag)."""
+        entry = services.read(client=g.client, key=_checked_key(key))
+        headers = {"ETag": _etag(entry["version"]), "Cache-Control": _NO_STORE_IN_SHARED_CACHES}
+        if request.if_none_match.contains_weak(str(entry["version"])):
+            return Response(status=304, headers=headers)
+        return entry, 200, headers
+
+
+@blp.route("/delete/<store_key:key>", **_KEY_ROUTE)
+class DeletedValue(MethodView):
+    @blp.response(204, description="The key and its value are gone.")
+    @blp.alt_response(400, response=_documented(400), description="If-None-Match was sent.")
+    @blp.alt_response(404, response=_documented(404), description="`KEY_NOT_FOUND`.")
+    @blp.alt_response(
+        412, description="`VERSION_MISMATCH`: If-Match names another version.", **_CONFLICT
+    )
+    @blp.alt_response(422, response=_documented(422), description="Not a valid key.")
+    @blp.doc(parameters=[_KEY_PARAMETER, _IF_MATCH])
+    def delete(self, key: str) -> None:
+        """Delete a key and its value; with `If-Match: "<version>"`, only at that version."""
+        if "If-None-Match" in request.headers:
+            raise InvalidPrecondition("DELETE does not take If-None-Match; use If-Match.")
+        services.delete(client=g.client, key=_checked_key(key), if_match=_if_match())
+
+
+@blp.route("/keys")
+class Keys(MethodView):
+    @blp.arguments(KeyListArgs, location="query")
+    @blp.response(200, KeyPage)
+    @blp.alt_response(422, response=_documented(422))
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """List your keys in order (code point by code point), a page at a time.
+
+        Each item has the key, its version and when it was last written; `total` counts
+        every matching key.
+        """
+        return services.list_keys(client=g.client, **args)

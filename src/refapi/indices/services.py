@@ -1,0 +1,563 @@
+"""The health index: refresh from Statbel, freshness, reads and rent indexation.
+
+Reads come from the database through memoized functions, invalidated by every refresh. A read
+finds the data stale (older than ``INDEX_MAX_AGE``) or absent, and starts a refresh in a
+background thread; a lease row in the database lets only one refresh run at a time across
+threads and worker processes. The request that started it waits at most
+``INDEX_REFRESH_BUDGET`` seconds; every other request answers from stored data at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, current_app
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from refapi.errors import ApiError
+from refapi.extensions import cache, db
+from refapi.indices import statbel
+from refapi.indices.models import MonthlyIndex, Refresh, RefreshLease
+
+logger = logging.getLogger("refapi.indices")
+
+LEASE_NAME = "statbel"
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+_MONTH = re.compile(MONTH_PATTERN)
+CENT = Decimal("0.01")
+
+
+class WrongYear(ApiError):
+    status = 400
+    code = "WRONG_YEAR"
+    title = "Unknown Base Year"
+
+
+class WrongMonth(ApiError):
+    status = 400
+    code = "WRONG_MONTH"
+    title = "Malformed Month"
+
+
+class IndexNotPublished(ApiError):
+    status = 404
+    code = "INDEX_NOT_PUBLISHED"
+    title = "Index Not Published"
+
+
+class UpstreamUnavailable(ApiError):
+    status = 503
+    code = "UPSTREAM_UNAVAILABLE"
+    title = "Service Unavailable"
+
+
+class RefreshFailed(Exception):
+    """A refresh stored nothing; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class RefreshOutcome:
+    source: str
+    rows_added: int
+    rows_updated: int
+    months_added: list[str]
+    latest_month: str | None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.rows_added or self.rows_updated)
+
+
+@dataclass(frozen=True)
+class Freshness:
+    retrieved_at: datetime
+    stale: bool
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _as_utc(moment: datetime | None) -> datetime | None:
+    # SQLite hands datetimes back without their zone; we only ever store UTC.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=timezone.utc)
+
+
+def month_key(year: int, month: int) -> str:
+    return f"{year:04d}-{month:02d}"
+
+
+def _split_month(key: str) -> tuple[int, int]:
+    year, month = key.split("-")
+    return int(year), int(month)
+
+
+def normalise_month(text: str) -> str:
+    """``YYYY-MM`` as given, or ``WrongMonth``."""
+    if not _MONTH.match(text):
+        raise WrongMonth(f"The month {text[:20]!r} is not a month written YYYY-MM (e.g. 2020-10).")
+    return text
+
+
+# Refresh ----------------------------------------------------------------------------------------
+
+
+def refresh(*, path: str | None = None) -> RefreshOutcome:
+    """Store Statbel's data, downloaded or read from ``path`` (a ZIP or the text file).
+
+    Idempotent: rows already stored with the same values are left alone. Raises
+    ``RefreshFailed`` when another refresh runs, or when the data cannot be read or is invalid;
+    stored data is then untouched.
+    """
+    holder = _acquire_lease()
+    if holder is None:
+        raise RefreshFailed("another refresh is running; try again in a minute")
+    try:
+        return _refresh_holding_lease(path=path)
+    finally:
+        _release_lease(holder)
+
+
+def _refresh_holding_lease(*, path: str | None) -> RefreshOutcome:
+    config = current_app.config
+    max_bytes = config["STATBEL_MAX_BYTES"]
+    load: Callable[[], bytes]
+    if path is None:
+        url = config["STATBEL_URL"]
+        if not url:
+            raise RefreshFailed("REFAPI_STATBEL_URL is empty: import a file with --file")
+        source = url
+
+        def load() -> bytes:
+            return statbel.download(url=url, timeout=config["STATBEL_TIMEOUT"], max_bytes=max_bytes)
+    else:
+        source = "file:" + os.path.abspath(path)
+
+        def load() -> bytes:
+            return _read_file(path, max_bytes=max_bytes)
+
+    record = Refresh(
+        source=source[:2048], started_at=utcnow(), succeeded=False, months_added=0, rows_changed=0
+    )
+    db.session.add(record)
+    db.session.commit()
+    _invalidate()
+    try:
+        observations = statbel.parse(load(), max_bytes=max_bytes)
+        outcome = _store(observations, source=source)
+        record.succeeded = True
+        record.months_added = len(outcome.months_added)
+        record.rows_changed = outcome.rows_added + outcome.rows_updated
+        record.finished_at = utcnow()
+        db.session.commit()
+    except (statbel.StatbelError, SQLAlchemyError) as error:
+        db.session.rollback()
+        reason = str(error) if isinstance(error, statbel.StatbelError) else repr(error)[:500]
+        logger.warning("health index refresh from %s failed: %s", source, reason)
+        record.error = reason
+        record.finished_at = utcnow()
+        db.session.commit()
+        _invalidate()
+        raise RefreshFailed(reason) from None
+    _invalidate()
+    logger.info(
+        "health index refreshed from %s: %d rows added, %d updated, latest month %s",
+        source,
+        outcome.rows_added,
+        outcome.rows_updated,
+        outcome.latest_month,
+    )
+    return outcome
+
+
+def _read_file(path: str, *, max_bytes: int) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            payload = file.read(max_bytes + 1)
+    except OSError as error:
+        raise statbel.StatbelError(f"{path} cannot be read: {error.strerror}") from None
+    if len(payload) > max_bytes:
+        raise statbel.StatbelError(f"{path} is larger than {max_bytes} bytes")
+    return payload
+
+
+def _store(observations: list[statbel.Observation], *, source: str) -> RefreshOutcome:
+    """Insert new rows and update changed ones, in the caller's transaction.
+
+    Rows absent from the file are kept: a later release that drops old months must not erase
+    what contracts were indexed on.
+    """
+    columns = (MonthlyIndex.health, MonthlyIndex.smoothed, MonthlyIndex.cpi)
+    stored = {
+        (row.base_year, row.year, row.month): (row.health, row.smoothed, row.cpi)
+        for row in db.session.execute(
+            sa.select(MonthlyIndex.base_year, MonthlyIndex.year, MonthlyIndex.month, *columns)
+        )
+    }
+    published = {(year, month) for (_, year, month), values in stored.items() if values[0]}
+    added: list[dict[str, Any]] = []
+    updated: list[dict[str, Any]] = []
+    for row in observations:
+        values = {
+            "base_year": row.base_year,
+            "year": row.year,
+            "month": row.month,
+            "health": row.health,
+            "smoothed": row.smoothed,
+            "cpi": row.cpi,
+        }
+        before = stored.get((row.base_year, row.year, row.month))
+        if before is None:
+            added.append(values)
+        elif before != (row.health, row.smoothed, row.cpi):
+            updated.append(values)
+    if added:
+        db.session.execute(sa.insert(MonthlyIndex), added)
+    if updated:
+        db.session.execute(sa.update(MonthlyIndex), updated)
+    with_health = {(row.year, row.month) for row in observations if row.health is not None}
+    new_months = sorted(with_health - published)
+    latest = max(with_health | published, default=None)
+    return RefreshOutcome(
+        source=source,
+        rows_added=len(added),
+        rows_updated=len(updated),
+        months_added=[month_key(*month) for month in new_months],
+        latest_month=month_key(*latest) if latest else None,
+    )
+
+
+# The lease: one refresh at a time across threads and processes ---------------------------------
+
+
+def _lease_seconds() -> float:
+    # Longer than the slowest download statbel.download allows, plus time to store.
+    return 10 * current_app.config["STATBEL_TIMEOUT"] + 60
+
+
+def _acquire_lease() -> str | None:
+    """A holder id when this caller now holds the lease, else None.
+
+    Commits the session: the lease must be visible to others at once. Callers hold no pending
+    changes (a read, or the start of a refresh). Through the session rather than a connection of
+    its own, so that a request never holds two pooled connections: twenty threads each waiting
+    for a second one would exhaust the pool.
+    """
+    table = RefreshLease.__table__
+    holder = uuid.uuid4().hex
+    now = utcnow()
+    values = {"holder": holder, "expires_at": now + timedelta(seconds=_lease_seconds())}
+    try:
+        taken = db.session.execute(
+            sa.update(table)
+            .where(table.c.name == LEASE_NAME, table.c.expires_at < now)
+            .values(**values)
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            exists = db.session.execute(
+                sa.select(table.c.name).where(table.c.name == LEASE_NAME)
+            ).first()
+            if exists:
+                db.session.rollback()
+                return None
+            db.session.execute(sa.insert(table).values(name=LEASE_NAME, **values))
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return None  # another caller created the row first: it holds the lease
+    except SQLAlchemyError as error:
+        db.session.rollback()
+        logger.warning("health index refresh lease unavailable: %r", error)
+        return None
+    return holder
+
+
+def _release_lease(holder: str) -> None:
+    table = RefreshLease.__table__
+    try:
+        db.session.rollback()  # whatever a failed refresh left behind
+        db.session.execute(
+            sa.update(table)
+            .where(table.c.name == LEASE_NAME, table.c.holder == holder)
+            .values(expires_at=utcnow())
+        )
+        db.session.commit()
+    except SQLAlchemyError as error:
+        db.session.rollback()
+        # The lease expires by itself.
+        logger.warning("health index refresh lease not released: %r", error)
+
+
+# Freshness -------------------------------------------------------------------------------------
+
+_background: set[threading.Thread] = set()
+_background_lock = threading.Lock()
+
+
+def wait_for_background_refreshes(timeout: float | None = None) -> None:
+    """Join the refresh threads this process started (tests and graceful shutdown)."""
+    with _background_lock:
+        threads = list(_background)
+    for thread in threads:
+        thread.join(timeout)
+
+
+@cache.memoize()
+def _refresh_times() -> dict[str, datetime | None]:
+    return _refresh_times_uncached()
+
+
+def _refresh_times_uncached() -> dict[str, datetime | None]:
+    retrieved = db.session.scalar(
+        sa.select(sa.func.max(Refresh.finished_at)).where(Refresh.succeeded.is_(True))
+    )
+    attempted = db.session.scalar(sa.select(sa.func.max(Refresh.started_at)))
+    return {"retrieved_at": _as_utc(retrieved), "attempted_at": _as_utc(attempted)}
+
+
+def freshness() -> Freshness:
+    """When the stored data was retrieved and whether it is stale, refreshing it when due.
+
+    Raises ``UpstreamUnavailable`` when nothing is stored and no refresh has stored anything.
+    """
+    config = current_app.config
+    max_age = timedelta(seconds=config["INDEX_MAX_AGE"])
+    times = _refresh_times()
+    retrieved = times["retrieved_at"]
+    if retrieved is not None and utcnow() - retrieved < max_age:
+        return Freshness(retrieved_at=retrieved, stale=False)
+    if config["STATBEL_URL"] and _attempt_due(times["attempted_at"]):
+        worker = _start_background_refresh()
+        if worker is not None:
+            worker.join(config["INDEX_REFRESH_BUDGET"])
+            times = _refresh_times()
+            retrieved = times["retrieved_at"]
+    if retrieved is None:
+        raise UpstreamUnavailable(
+            "No health index is stored yet and Statbel could not be reached; try again later.",
+            headers={"Retry-After": str(_retry_after(times["attempted_at"]))},
+        )
+    return Freshness(retrieved_at=retrieved, stale=utcnow() - retrieved >= max_age)
+
+
+def _attempt_due(attempted_at: datetime | None) -> bool:
+    interval = timedelta(seconds=current_app.config["INDEX_RETRY_INTERVAL"])
+    return attempted_at is None or utcnow() - attempted_at >= interval
+
+
+def _retry_after(attempted_at: datetime | None) -> int:
+    interval = current_app.config["INDEX_RETRY_INTERVAL"]
+    if attempted_at is None:
+        return interval
+    waited = (utcnow() - attempted_at).total_seconds()
+    return max(1, math.ceil(interval - waited))
+
+
+def _start_background_refresh() -> threading.Thread | None:
+    holder = _acquire_lease()
+    if holder is None:
+        return None
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    thread = threading.Thread(
+        target=_background_refresh, args=(app, holder), name="health-index-refresh", daemon=True
+    )
+    with _background_lock:
+        _background.add(thread)
+    thread.start()
+    return thread
+
+
+def _background_refresh(app: Flask, holder: str) -> None:
+    with app.app_context():
+        try:
+            # Another process may have refreshed, or tried, between our read and our lease.
+            times = _refresh_times_uncached()
+            retrieved = times["retrieved_at"]
+            max_age = timedelta(seconds=app.config["INDEX_MAX_AGE"])
+            if (retrieved is None or utcnow() - retrieved >= max_age) and _attempt_due(
+                times["attempted_at"]
+            ):
+                _refresh_holding_lease(path=None)
+            else:
+                _invalidate()
+        except RefreshFailed:
+            pass  # logged with its reason; stored data is served as stale
+        except Exception:
+            logger.exception("health index refresh failed")
+        finally:
+            _release_lease(holder)
+            db.session.remove()
+            with _background_lock:
+                _background.discard(threading.current_thread())
+
+
+# Reads -----------------------------------------------------------------------------------------
+
+
+@cache.memoize()
+def _latest_months() -> dict[int, str]:
+    """Each base year that has a health index, with its latest month."""
+    period = MonthlyIndex.year * 100 + MonthlyIndex.month
+    rows = db.session.execute(
+        sa.select(MonthlyIndex.base_year, sa.func.max(period))
+        .where(MonthlyIndex.health.is_not(None))
+        .group_by(MonthlyIndex.base_year)
+        .order_by(MonthlyIndex.base_year)
+    )
+    return {base_year: month_key(*divmod(latest, 100)) for base_year, latest in rows}
+
+
+@cache.memoize()
+def _month_values(month: str) -> list[dict[str, Any]]:
+    year, number = _split_month(month)
+    rows = db.session.execute(
+        sa.select(MonthlyIndex.base_year, MonthlyIndex.health, MonthlyIndex.smoothed)
+        .where(
+            MonthlyIndex.year == year,
+            MonthlyIndex.month == number,
+            MonthlyIndex.health.is_not(None),
+        )
+        .order_by(MonthlyIndex.base_year)
+    )
+    return [
+        {"base_year": base_year, "value": health, "smoothed": smoothed}
+        for base_year, health, smoothed in rows
+    ]
+
+
+@cache.memoize()
+def _history(base_year: int, start: str, end: str, page: int, page_size: int) -> dict[str, Any]:
+    period = MonthlyIndex.year * 100 + MonthlyIndex.month
+    start_year, start_month = _split_month(start)
+    end_year, end_month = _split_month(end)
+    selection = sa.select(MonthlyIndex).where(
+        MonthlyIndex.base_year == base_year,
+        MonthlyIndex.health.is_not(None),
+        period.between(start_year * 100 + start_month, end_year * 100 + end_month),
+    )
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(selection.subquery()))
+    rows = db.session.scalars(
+        selection.order_by(MonthlyIndex.year, MonthlyIndex.month)
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    )
+    items = [
+        {"month": month_key(row.year, row.month), "value": row.health, "smoothed": row.smoothed}
+        for row in rows
+    ]
+    return {"items": items, "total": total or 0}
+
+
+_MEMOIZED = (_refresh_times, _latest_months, _month_values, _history)
+
+
+def _invalidate() -> None:
+    # ResilientRedisCache turns an unreachable Redis into a logged no-op; SimpleCache cannot fail.
+    for function in _MEMOIZED:
+        cache.delete_memoized(function)
+
+
+def _base_year(text: str | int, latest: dict[int, str]) -> int:
+    """The base year as an int, or ``WrongYear`` listing the valid ones."""
+    valid = sorted(latest)
+    candidate = str(text).strip()
+    if candidate.isdigit() and int(candidate) in latest:
+        return int(candidate)
+    raise WrongYear(
+        f"{candidate[:20]!r} is not a base year with a health index; use one of "
+        f"{', '.join(map(str, valid))}.",
+        valid_base_years=valid,
+    )
+
+
+def _stamp(body: dict[str, Any], state: Freshness) -> dict[str, Any]:
+    return {**body, "retrieved_at": state.retrieved_at, "stale": state.stale}
+
+
+def current(*, base_year: str | None) -> dict[str, Any]:
+    """The latest month with a health index: every base year's value, or one base year's."""
+    state = freshness()
+    latest = _latest_months()
+    if base_year is None:
+        if not latest:
+            raise IndexNotPublished("No health index is stored.")
+        month = max(latest.values())
+        return _stamp({"month": month, "indices": _month_values(month)}, state)
+    year = _base_year(base_year, latest)
+    month = latest[year]
+    (value,) = [row for row in _month_values(month) if row["base_year"] == year]
+    return _stamp({"month": month, **value}, state)
+
+
+def month_values(*, month: str, base_year: str | None) -> dict[str, Any]:
+    """One month's health index: every base year's value, or one base year's."""
+    month = normalise_month(month)
+    state = freshness()
+    latest = _latest_months()
+    year = None if base_year is None else _base_year(base_year, latest)
+    values = _month_values(month)
+    if year is not None:
+        values = [row for row in values if row["base_year"] == year]
+    if not values:
+        base = "" if year is None else f" in base year {year}"
+        raise IndexNotPublished(f"No health index is published for {month}{base}.")
+    if year is not None:
+        return _stamp({"month": month, **values[0]}, state)
+    return _stamp({"month": month, "indices": values}, state)
+
+
+def history(
+    *, base_year: str, start: str | None, end: str | None, page: int, page_size: int
+) -> dict[str, Any]:
+    """A base year's monthly series, oldest first, one page at a time."""
+    state = freshness()
+    year = _base_year(base_year, _latest_months())
+    first = start or "0001-01"
+    last = end or "9999-12"
+    result = _history(year, first, last, page, page_size)
+    body = {
+        "base_year": year,
+        "items": result["items"],
+        "total": result["total"],
+        "page": page,
+        "page_size": page_size,
+        "pages": (result["total"] + page_size - 1) // page_size,
+    }
+    return _stamp(body, state)
+
+
+def _index(year: int, month: str) -> Decimal:
+    for row in _month_values(month):
+        if row["base_year"] == year:
+            return Decimal(row["value"])
+    raise IndexNotPublished(f"No health index is published for {month} in base year {year}.")
+
+
+def indexation(
+    *, amount: Decimal, base_year: int, start_month: str, target_month: str
+) -> dict[str, Any]:
+    """Belgian rent indexation: ``amount x index(target) / index(start)``, to the cent."""
+    freshness()
+    year = _base_year(base_year, _latest_months())
+    start_index = _index(year, start_month)
+    target_index = _index(year, target_month)
+    indexed = (amount * target_index / start_index).quantize(CENT, rounding=ROUND_HALF_UP)
+    return {
+        "indexed_amount": indexed,
+        "start_index": start_index,
+        "target_index": target_index,
+        "base_year": year,
+    }

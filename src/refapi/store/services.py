@@ -1,0 +1,351 @@
+"""The store's logic: reads through the cache, atomic writes, backup and restore.
+
+Every write is one conditional SQL statement (an upsert, an ``INSERT ... ON CONFLICT DO
+NOTHING``, an ``UPDATE``/``DELETE ... WHERE version IN (...)``), so the database decides
+races: no lost update and no double create, on SQLite and PostgreSQL alike.
+
+Reads are memoized per (client, key, generation). A write commits, then gives the key a new
+random generation: a read that began before the commit can only fill the cache under the old
+generation, which nobody asks for again, so no read that starts after a write has returned
+can see the value it replaced (a plain delete of the cached entry would lose that race).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal, TypedDict
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.dialects import postgresql, sqlite
+
+from refapi.extensions import cache, db
+from refapi.pagination import page_body
+from refapi.store.errors import AlreadyExists, KeyNotFound, ValueTooLarge, VersionMismatch
+from refapi.store.models import Entry
+
+ANY_VERSION: Literal["*"] = "*"
+IfMatch = Collection[int] | Literal["*"] | None
+
+_entries = Entry.__table__
+_ENTRY_COLUMNS = (
+    _entries.c.key,
+    _entries.c.value,
+    _entries.c.version,
+    _entries.c.created_at,
+    _entries.c.updated_at,
+)
+
+
+class EntryData(TypedDict):
+    key: str
+    value: Any
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Saved:
+    entry: EntryData
+    created: bool
+
+
+def value_size(value: Any) -> int:
+    """Bytes of the value's compact UTF-8 JSON serialisation: what the size limit counts."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def read(*, client: str, key: str) -> EntryData:
+    entry = _load(client, key, _generation(client, key))
+    if entry is None:
+        raise KeyNotFound(f"There is no key {key!r}.")
+    return entry
+
+
+def save(
+    *,
+    client: str,
+    key: str,
+    value: Any,
+    if_match: IfMatch = None,
+    create_only: bool = False,
+) -> Saved:
+    """Store ``value`` under ``key``.
+
+    ``if_match``: write only if the stored version is one of these (``"*"``: any, the key must
+    exist). ``create_only``: write only if the key does not exist.
+    """
+    limit = current_app.config["STORE_MAX_VALUE_BYTES"]
+    size = value_size(value)
+    if size > limit:
+        raise ValueTooLarge(
+            f"The value is {size} bytes as JSON; the limit is {limit}.", max_bytes=limit
+        )
+    now = datetime.now(timezone.utc)
+    if create_only and if_match is not None:
+        # Both conditions, evaluated in RFC 9110's order; they can never both hold.
+        current = _current_version(client, key)
+        db.session.rollback()
+        if current is None or not _version_in(if_match, current):
+            raise _mismatch(key, current)
+        raise _already_exists(key, current)
+    if create_only:
+        statement: Any = (
+            _insert(client=client, key=key, value=value, now=now)
+            .on_conflict_do_nothing(index_elements=["client", "key"])
+            .returning(*_ENTRY_COLUMNS)
+        )
+    elif if_match is not None:
+        statement = (
+            sa.update(_entries)
+            .where(_is(client, key), _version_matches(if_match))
+            .values(value=value, version=_entries.c.version + 1, updated_at=now)
+            .returning(*_ENTRY_COLUMNS)
+        )
+    else:
+        insert = _insert(client=client, key=key, value=value, now=now)
+        statement = insert.on_conflict_do_update(
+            index_elements=["client", "key"],
+            set_={
+                "value": insert.excluded.value,
+                "version": _entries.c.version + 1,
+                "updated_at": insert.excluded.updated_at,
+            },
+        ).returning(*_ENTRY_COLUMNS)
+    row = db.session.execute(statement).first()
+    if row is None:
+        current = _current_version(client, key)
+        db.session.rollback()
+        if create_only:
+            raise _already_exists(key, current)
+        raise _mismatch(key, current)
+    db.session.commit()
+    _invalidate(client, key)
+    entry = _entry_data(row)
+    return Saved(entry=entry, created=entry["version"] == 1)
+
+
+def delete(*, client: str, key: str, if_match: IfMatch = None) -> None:
+    statement = sa.delete(_entries).where(_is(client, key)).returning(_entries.c.version)
+    if if_match is not None:
+        statement = statement.where(_version_matches(if_match))
+    deleted = db.session.execute(statement).first()
+    if deleted is None:
+        current = _current_version(client, key)
+        db.session.rollback()
+        if current is None:
+            raise KeyNotFound(f"There is no key {key!r}.")
+        raise _mismatch(key, current)
+    db.session.commit()
+    _invalidate(client, key)
+
+
+def list_keys(*, client: str, prefix: str = "", page: int, page_size: int) -> dict[str, Any]:
+    """The client's keys in code-point order, with their versions, one page at a time."""
+    condition = _entries.c.client == client
+    if prefix:
+        # A range on (client, key) uses the unique index; LIKE would not, and is
+        # case-insensitive on SQLite.
+        condition = sa.and_(condition, _entries.c.key >= prefix)
+        upper = prefix_upper_bound(prefix)
+        if upper is not None:
+            condition = sa.and_(condition, _entries.c.key < upper)
+    total = db.session.execute(sa.select(sa.func.count()).where(condition)).scalar_one()
+    offset = (page - 1) * page_size
+    # Past the end there is nothing to read, and a huge page number would overflow OFFSET.
+    rows = (
+        db.session.execute(
+            sa.select(_entries.c.key, _entries.c.version, _entries.c.updated_at)
+            .where(condition)
+            .order_by(_entries.c.key)
+            .limit(page_size)
+            .offset(offset)
+        ).all()
+        if offset < total
+        else []
+    )
+    items = [
+        {"key": row.key, "version": row.version, "updated_at": _utc(row.updated_at)} for row in rows
+    ]
+    return page_body(items=items, total=total, page=page, page_size=page_size)
+
+
+def prefix_upper_bound(prefix: str) -> str | None:
+    """The least string above every string that starts with ``prefix`` (None: no bound)."""
+    characters = list(prefix)
+    while characters:
+        following = ord(characters.pop()) + 1
+        if 0xD800 <= following <= 0xDFFF:
+            following = 0xE000
+        if following <= 0x10FFFF:
+            return "".join(characters) + chr(following)
+    return None
+
+
+def export_entries(*, client: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every entry (of one client, or all), ordered by client and key, read as one snapshot."""
+    statement = sa.select(_entries.c.client, *_ENTRY_COLUMNS).order_by(
+        _entries.c.client, _entries.c.key
+    )
+    if client is not None:
+        statement = statement.where(_entries.c.client == client)
+    for row in db.session.execute(statement.execution_options(yield_per=500)):
+        yield {"client": row.client, **_entry_data(row)}
+
+
+def existing_keys(pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of these (client, key) pairs are stored."""
+    wanted = set(pairs)
+    found: set[tuple[str, str]] = set()
+    clients = {client for client, _ in wanted}
+    for client in clients:
+        keys = [key for owner, key in wanted if owner == client]
+        for start in range(0, len(keys), 500):
+            rows = db.session.execute(
+                sa.select(_entries.c.key).where(
+                    _entries.c.client == client, _entries.c.key.in_(keys[start : start + 500])
+                )
+            )
+            found.update((client, key) for (key,) in rows)
+    return found
+
+
+def import_entries(entries: list[dict[str, Any]], *, replace: bool = False) -> None:
+    """Store all these entries in one transaction, or none of them.
+
+    Versions and times are kept as given. With ``replace``, an existing key is overwritten;
+    without it, an existing key makes the whole import fail (IntegrityError).
+    """
+    now = datetime.now(timezone.utc)
+    rows = [
+        {
+            "client": entry["client"],
+            "key": entry["key"],
+            "value": entry["value"],
+            "version": entry.get("version") or 1,
+            "created_at": entry.get("created_at") or now,
+            "updated_at": entry.get("updated_at") or entry.get("created_at") or now,
+        }
+        for entry in entries
+    ]
+    try:
+        for start in range(0, len(rows), 500):
+            insert = _dialect_module().insert(_entries)
+            if replace:
+                insert = insert.on_conflict_do_update(
+                    index_elements=["client", "key"],
+                    set_={
+                        name: getattr(insert.excluded, name)
+                        for name in ("value", "version", "created_at", "updated_at")
+                    },
+                )
+            db.session.execute(insert, rows[start : start + 500])
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    for row in rows:
+        _invalidate(row["client"], row["key"])
+
+
+@cache.memoize(response_filter=lambda entry: entry is not None)
+def _load(client: str, key: str, generation: str) -> EntryData | None:
+    row = db.session.execute(sa.select(*_ENTRY_COLUMNS).where(_is(client, key))).first()
+    return None if row is None else _entry_data(row)
+
+
+def _generation_key(client: str, key: str) -> str:
+    # Hashed: keys may hold spaces and be 256 characters long, cache keys should not.
+    digest = hashlib.sha256(f"{client}\n{key}".encode()).hexdigest()
+    return f"store.generation.{digest}"
+
+
+def _generation(client: str, key: str) -> str:
+    name = _generation_key(client, key)
+    generation = cache.get(name)
+    if generation is None:
+        # Fresh and random, so that an evicted or expired generation is never reused: the
+        # entries cached under an old one stay out of reach. If another request set one
+        # first, ours only names entries nobody else reads.
+        generation = uuid.uuid4().hex
+        cache.add(name, generation)
+    return str(generation)
+
+
+def _invalidate(client: str, key: str) -> None:
+    # With Redis down this is a no-op that the cache backend remembers: it empties itself
+    # before serving again, so the lost invalidation cannot surface later.
+    cache.set(_generation_key(client, key), uuid.uuid4().hex)
+
+
+def _dialect_module() -> Any:
+    name = db.session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql
+    if name == "sqlite":
+        return sqlite
+    raise NotImplementedError(f"the store supports SQLite and PostgreSQL, not {name}")
+
+
+def _insert(*, client: str, key: str, value: Any, now: datetime) -> Any:
+    return (
+        _dialect_module()
+        .insert(_entries)
+        .values(client=client, key=key, value=value, version=1, created_at=now, updated_at=now)
+    )
+
+
+def _is(client: str, key: str) -> sa.ColumnElement[bool]:
+    return sa.and_(_entries.c.client == client, _entries.c.key == key)
+
+
+def _version_matches(if_match: Collection[int] | Literal["*"]) -> sa.ColumnElement[bool]:
+    if if_match == ANY_VERSION:
+        return sa.true()
+    return _entries.c.version.in_(sorted(if_match))
+
+
+def _current_version(client: str, key: str) -> int | None:
+    return db.session.execute(sa.select(_entries.c.version).where(_is(client, key))).scalar()
+
+
+def _version_in(if_match: Collection[int] | Literal["*"], version: int) -> bool:
+    return if_match == ANY_VERSION or version in if_match
+
+
+def _already_exists(key: str, current: int | None) -> AlreadyExists:
+    return AlreadyExists(
+        f"The key {key!r} already exists (If-None-Match: *).", current_version=current
+    )
+
+
+def _mismatch(key: str, current: int | None) -> VersionMismatch:
+    detail = (
+        f"The key {key!r} does not exist (If-Match)."
+        if current is None
+        else f"The key {key!r} is at version {current}, not the one If-Match names."
+    )
+    return VersionMismatch(detail, current_version=current)
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything the store writes is UTC.
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def _entry_data(row: Any) -> EntryData:
+    return {
+        "key": row.key,
+        "value": row.value,
+        "version": row.version,
+        "created_at": _utc(row.created_at),
+        "updated_at": _utc(row.updated_at),
+    }

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from refapi.extensions import db
+from refapi.indices.models import Refresh
+from tests.indices.conftest import (
+    FAILURES,
+    HEALTH,
+    statbel_rows,
+    statbel_text,
+    statbel_zip,
+    stored_rows,
+)
+
+
+def _refreshes(app):
+    with app.app_context():
+        return db.session.scalars(sa.select(Refresh).order_by(Refresh.id)).all()
+
+
+def test_refresh_downloads_stores_and_says_what_changed(app, runner, upstream):
+    result = runner.invoke(args=["indices", "refresh"])
+    assert result.exit_code == 0, result.output
+    assert upstream.url in result.output
+    assert f"{len(statbel_rows())} rows added, 0 rows updated." in result.output
+    assert "4 new month(s) with a health index: 2019-04, 2020-09, 2020-10, 2021-01." in (
+        result.output
+    )
+    assert "Latest month: 2021-01." in result.output
+    (record,) = _refreshes(app)
+    assert record.succeeded
+    assert record.source == upstream.url
+    assert record.months_added == 4
+    assert record.rows_changed == len(statbel_rows())
+    assert record.finished_at is not None
+
+
+def test_refresh_twice_changes_nothing_the_second_time(app, runner):
+    runner.invoke(args=["indices", "refresh"])
+    before = stored_rows(app)
+    result = runner.invoke(args=["indices", "refresh"])
+    assert result.exit_code == 0
+    assert "Already up to date; latest month 2021-01." in result.output
+    assert stored_rows(app) == before
+
+
+def test_refresh_updates_a_revised_value_and_adds_a_new_month(app, runner, upstream):
+    runner.invoke(args=["indices", "refresh"])
+    revised = {**HEALTH, (2020, 10): {**HEALTH[(2020, 10)], 2013: ("110.12", "107.86")}}
+    # February 2021 gets its health index (and 1914 its CPI row).
+    revised[(2021, 2)] = {2013: ("110.50", "108.40")}
+    upstream.serve(statbel_zip(statbel_text(statbel_rows(revised, pending_month=False))))
+    result = runner.invoke(args=["indices", "refresh"])
+    assert result.exit_code == 0, result.output
+    assert "1 new month(s) with a health index: 2021-02." in result.output
+    assert "Latest month: 2021-02." in result.output
+    assert "1 rows added, 2 rows updated." in result.output
+
+
+@pytest.mark.parametrize("kind", ["zip", "text"])
+def test_refresh_from_a_file_imports_without_the_network(app, runner, upstream, tmp_path, kind):
+    path = tmp_path / f"cpi.{kind}"
+    path.write_bytes(statbel_zip() if kind == "zip" else statbel_text())
+    result = runner.invoke(args=["indices", "refresh", "--file", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "Latest month: 2021-01." in result.output
+    assert upstream.hits == 0
+    assert _refreshes(app)[0].source == f"file:{path}"
+    assert runner.invoke(args=["indices", "refresh", "--file", str(path)]).exit_code == 0
+
+
+def test_refresh_from_a_missing_file_fails(runner, tmp_path):
+    result = runner.invoke(args=["indices", "refresh", "--file", str(tmp_path / "nope.zip")])
+    assert result.exit_code != 0
+    assert "does not exist" in result.output
+
+
+REASONS = {
+    "http-500": "HTTP 500",
+    "html": "HTML",
+    "truncated-zip": "truncated",
+    "empty": "empty",
+    "missing-column": "MS_HLTH_IDX",
+    "timeout": "Timeout",
+}
+
+
+@pytest.mark.parametrize("failure", [*FAILURES, "timeout"])
+def test_a_failed_refresh_exits_non_zero_with_the_reason_and_keeps_stored_data(
+    app, runner, upstream, failure, caplog
+):
+    runner.invoke(args=["indices", "refresh"])
+    before = stored_rows(app)
+    if failure == "timeout":
+        upstream.hang = True
+    else:
+        upstream.serve(**FAILURES[failure])
+    result = runner.invoke(args=["indices", "refresh"])
+    assert result.exit_code == 1
+    assert "refresh failed, stored data unchanged" in result.output
+    assert REASONS[failure] in result.output
+    assert stored_rows(app) == before
+    failed = _refreshes(app)[-1]
+    assert not failed.succeeded
+    assert REASONS[failure] in failed.error
+    assert any(
+        REASONS[failure] in record.getMessage()
+        for record in caplog.records
+        if record.name == "refapi.indices"
+    )
+
+
+def test_refresh_without_an_upstream_address_asks_for_a_file(make_indices_app):
+    runner = make_indices_app(STATBEL_URL="").test_cli_runner()
+    result = runner.invoke(args=["indices", "refresh"])
+    assert result.exit_code == 1
+    assert "--file" in result.output
+
+
+def test_refresh_keeps_months_the_new_file_no_longer_has(app, runner, upstream):
+    runner.invoke(args=["indices", "refresh"])
+    before = stored_rows(app)
+    upstream.serve(statbel_zip(statbel_text(statbel_rows({(2021, 1): HEALTH[(2021, 1)]}))))
+    result = runner.invoke(args=["indices", "refresh"])
+    assert result.exit_code == 0, result.output
+    assert stored_rows(app) == before

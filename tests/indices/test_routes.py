@@ -1,0 +1,241 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.indices.conftest import HEALTH, statbel_rows, statbel_text, statbel_zip
+
+OCTOBER_2020 = [
+    {"base_year": 1988, "value": 182.41, "smoothed": 178.68},
+    {"base_year": 1996, "value": 151.29, "smoothed": 148.20},
+    {"base_year": 2004, "value": 132.98, "smoothed": 130.26},
+    {"base_year": 2013, "value": 110.11, "smoothed": 107.86},
+]
+
+
+def test_current_index_is_the_latest_month_with_a_health_index_in_every_base_year(
+    stored, client, auth_headers
+):
+    response = client.get("/indices/health", headers=auth_headers)
+    assert response.status_code == 200
+    body = response.get_json()
+    # February 2021 has a CPI but no health index yet: January is the current month.
+    assert body["month"] == "2021-01"
+    assert [(i["base_year"], i["value"]) for i in body["indices"]] == [
+        (1988, 182.81),
+        (1996, 151.62),
+        (2004, 133.27),
+        (2013, 110.35),
+    ]
+    assert body["stale"] is False
+    assert body["retrieved_at"]
+
+
+def test_current_index_of_one_base_year(stored, client, auth_headers):
+    response = client.get("/indices/health?base_year=2004", headers=auth_headers)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert {k: v for k, v in body.items() if k != "retrieved_at"} == {
+        "base_year": 2004,
+        "month": "2021-01",
+        "value": 133.27,
+        "smoothed": 130.78,
+        "stale": False,
+    }
+
+
+def test_current_index_needs_a_key(stored, client):
+    assert client.get("/indices/health").status_code == 401
+
+
+@pytest.mark.parametrize("base_year", ["1914", "2020", "abc", "", "-1988"])
+def test_base_year_without_a_health_index_is_wrong_year_listing_the_valid_ones(
+    stored, client, auth_headers, base_year
+):
+    response = client.get(f"/indices/health?base_year={base_year}", headers=auth_headers)
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["code"] == "WRONG_YEAR"
+    assert body["valid_base_years"] == [1988, 1996, 2004, 2013]
+
+
+def test_valid_base_years_come_from_the_data(make_indices_app, upstream, auth_headers):
+    health = {month: {**bases, 2025: ("100.50", "100.20")} for month, bases in HEALTH.items()}
+    upstream.serve(statbel_zip(statbel_text(statbel_rows(health))))
+    client = make_indices_app().test_client()
+    body = client.get("/indices/health?base_year=2025", headers=auth_headers).get_json()
+    assert (body["base_year"], body["value"]) == (2025, 100.5)
+
+
+def test_a_month_for_every_base_year_has_the_known_values(stored, client, auth_headers):
+    response = client.get("/indices/health/2020-10", headers=auth_headers)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["month"] == "2020-10"
+    assert body["indices"] == OCTOBER_2020
+
+
+@pytest.mark.parametrize(
+    ("base_year", "expected"), [(1988, 182.41), (1996, 151.29), (2004, 132.98), (2013, 110.11)]
+)
+def test_a_month_for_one_base_year(stored, client, auth_headers, base_year, expected):
+    response = client.get(f"/indices/health/2020-10?base_year={base_year}", headers=auth_headers)
+    body = response.get_json()
+    assert (body["base_year"], body["month"], body["value"]) == (base_year, "2020-10", expected)
+
+
+@pytest.mark.parametrize("month", ["2021-02", "1850-01", "2099-12"])
+def test_a_month_without_a_health_index_is_not_published(stored, client, auth_headers, month):
+    response = client.get(f"/indices/health/{month}", headers=auth_headers)
+    assert response.status_code == 404
+    assert response.get_json()["code"] == "INDEX_NOT_PUBLISHED"
+
+
+@pytest.mark.parametrize("month", ["2020-13", "2020-1", "oct-2020", "2020-10-01", "202010"])
+def test_a_malformed_month_is_400(stored, client, auth_headers, month):
+    response = client.get(f"/indices/health/{month}", headers=auth_headers)
+    assert response.status_code == 400
+    assert response.get_json()["code"] == "WRONG_MONTH"
+
+
+def test_a_month_with_a_wrong_base_year_is_wrong_year(stored, client, auth_headers):
+    response = client.get("/indices/health/2020-10?base_year=1914", headers=auth_headers)
+    assert response.get_json()["code"] == "WRONG_YEAR"
+
+
+def test_history_is_the_series_in_order(stored, client, auth_headers):
+    response = client.get("/indices/health/history?base_year=2013", headers=auth_headers)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["base_year"] == 2013
+    assert body["items"] == [
+        {"month": "2019-04", "value": 108.06, "smoothed": 107.11},
+        {"month": "2020-09", "value": 109.94, "smoothed": 107.70},
+        {"month": "2020-10", "value": 110.11, "smoothed": 107.86},
+        {"month": "2021-01", "value": 110.35, "smoothed": 108.29},
+    ]
+    assert (body["total"], body["page"], body["pages"], body["stale"]) == (4, 1, 1, False)
+
+
+def test_history_between_two_months_included(stored, client, auth_headers):
+    response = client.get(
+        "/indices/health/history?base_year=1988&from=2020-09&to=2020-10", headers=auth_headers
+    )
+    assert [item["month"] for item in response.get_json()["items"]] == ["2020-09", "2020-10"]
+
+
+def test_history_is_paged(stored, client, auth_headers):
+    response = client.get(
+        "/indices/health/history?base_year=1988&page=2&page_size=3", headers=auth_headers
+    )
+    body = response.get_json()
+    assert [item["month"] for item in body["items"]] == ["2021-01"]
+    assert (body["total"], body["pages"]) == (4, 2)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "base_year=2013&from=2020-10&to=2020-09",
+        "base_year=2013&from=2020-13",
+        "base_year=2013&page_size=1001",
+        "from=2020-01",
+    ],
+)
+def test_history_with_invalid_arguments_is_422(stored, client, auth_headers, query):
+    response = client.get(f"/indices/health/history?{query}", headers=auth_headers)
+    assert response.status_code == 422
+
+
+def test_history_of_a_base_year_without_health_index_is_wrong_year(stored, client, auth_headers):
+    response = client.get("/indices/health/history?base_year=1914", headers=auth_headers)
+    assert response.get_json()["code"] == "WRONG_YEAR"
+
+
+def _indexation(client, auth_headers, **changes):
+    body = {
+        "amount": 850.00,
+        "base_year": 2013,
+        "start_month": "2019-04",
+        "target_month": "2020-09",
+    }
+    return client.post("/indices/health/indexation", json={**body, **changes}, headers=auth_headers)
+
+
+def test_indexation_is_amount_times_target_over_start_to_the_cent(stored, client, auth_headers):
+    response = _indexation(client, auth_headers)
+    assert response.status_code == 200
+    # 850 x 109.94 / 108.06 = 864.7871552...
+    assert response.get_json() == {
+        "indexed_amount": 864.79,
+        "start_index": 108.06,
+        "target_index": 109.94,
+        "base_year": 2013,
+    }
+
+
+def test_indexation_rounds_half_up_on_exact_decimals(stored, client, auth_headers):
+    # Sent as a string so that the half cent is exact: 1000.005 x 1 rounds up.
+    response = _indexation(
+        client, auth_headers, amount="1000.005", start_month="2020-10", target_month="2020-10"
+    )
+    assert response.get_json()["indexed_amount"] == 1000.01
+
+
+def test_indexation_in_the_same_month_keeps_the_amount(stored, client, auth_headers):
+    response = _indexation(client, auth_headers, amount=850, target_month="2019-04")
+    assert response.get_json()["indexed_amount"] == 850.0
+
+
+@pytest.mark.parametrize("changes", [{"target_month": "2021-02"}, {"start_month": "2019-05"}])
+def test_indexation_on_an_unpublished_month_is_404(stored, client, auth_headers, changes):
+    response = _indexation(client, auth_headers, **changes)
+    assert response.status_code == 404
+    assert response.get_json()["code"] == "INDEX_NOT_PUBLISHED"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"target_month": "2019-03"},
+        {"amount": 0},
+        {"amount": -850},
+        {"amount": "abc"},
+        {"start_month": "2019-4"},
+        {"base_year": "2013"},
+        {"extra": 1},
+    ],
+)
+def test_indexation_with_invalid_input_is_422(stored, client, auth_headers, changes):
+    response = _indexation(client, auth_headers, **changes)
+    assert response.status_code == 422
+    assert response.get_json()["code"] == "VALIDATION_ERROR"
+
+
+def test_indexation_in_a_base_year_without_health_index_is_wrong_year(stored, client, auth_headers):
+    response = _indexation(client, auth_headers, base_year=1914)
+    assert response.status_code == 400
+    assert response.get_json()["code"] == "WRONG_YEAR"
+
+
+def test_indexation_needs_a_json_body(stored, client, auth_headers):
+    response = client.post("/indices/health/indexation", data="amount=1", headers=auth_headers)
+    assert response.status_code == 415
+
+
+def test_every_error_response_is_documented_as_a_problem(app):
+    spec = app.test_client().get("/openapi.json").get_json()
+    operations = {
+        path: spec["paths"][path] for path in spec["paths"] if path.startswith("/indices/health")
+    }
+    assert set(operations) == {
+        "/indices/health",
+        "/indices/health/{month}",
+        "/indices/health/history",
+        "/indices/health/indexation",
+    }
+    for path, methods in operations.items():
+        for operation in methods.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            assert {"400", "401", "503"} <= set(operation["responses"]), path

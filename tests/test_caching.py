@@ -1,0 +1,84 @@
+"""The Redis cache backend degrades to "no cache" and never serves what a lost write replaced."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import sqlalchemy as sa
+
+from tests.tcp_proxy import TcpProxy
+
+
+@pytest.fixture
+def redis_proxy(services):
+    url = sa.make_url(services["redis"].replace("redis://", "redis+x://"))
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 6379).start()
+    yield proxy, f"redis://127.0.0.1:{proxy.port}/{url.database or 0}"
+    proxy.stop()
+
+
+@pytest.fixture
+def cache_app(make_app, services_config, redis_proxy):
+    _, url = redis_proxy
+    return make_app(**{**services_config, "REDIS_URL": url, "REDIS_TIMEOUT": 0.3})
+
+
+def backend(app):
+    return app.extensions["cache"][next(iter(app.extensions["cache"]))]
+
+
+def test_a_dead_redis_is_a_miss_and_is_logged_once(make_app, caplog):
+    app = make_app(REDIS_URL="redis://127.0.0.1:1/0", REDIS_TIMEOUT=0.2)
+    cache = backend(app)
+    with caplog.at_level(logging.WARNING, logger="refapi.cache"):
+        assert cache.get("k") is None
+        assert cache.get_many("a", "b") == [None, None]
+        assert cache.set("k", 1) is False
+        assert cache.delete("k") is False
+        assert cache.has("k") is False
+        assert cache.available is False
+    assert [record.getMessage() for record in caplog.records] == [
+        "cache unavailable, serving from the database: ConnectionError"
+    ]
+
+
+def test_a_value_replaced_while_redis_was_unreachable_is_never_served(cache_app, redis_proxy):
+    proxy, _ = redis_proxy
+    cache = backend(cache_app)
+    assert cache.set("entry", "old") is True
+    proxy.stop()
+    # The write committed elsewhere; its invalidation cannot reach Redis.
+    assert cache.delete("entry") is False
+    proxy.start()
+    assert cache.get("entry") is None, "the old value must not come back"
+    assert cache.available is True
+    assert cache.set("entry", "new") is True
+    assert cache.get("entry") == "new"
+
+
+def test_ready_reports_the_cache_back_when_redis_returns(cache_app, redis_proxy):
+    proxy, _ = redis_proxy
+    client = cache_app.test_client()
+    assert client.get("/ready").json["checks"]["cache"] == "ok"
+    proxy.stop()
+    assert client.get("/ready").json["checks"]["cache"] == "degraded"
+    proxy.start()
+    assert client.get("/ready").json["checks"]["cache"] == "ok"
+
+
+def test_memoized_reads_fall_through_to_the_function_when_redis_is_down(make_app):
+    app = make_app(REDIS_URL="redis://127.0.0.1:1/0", REDIS_TIMEOUT=0.2)
+    from refapi.extensions import cache
+
+    calls = []
+
+    @cache.memoize()
+    def answer(number):
+        calls.append(number)
+        return number * 2
+
+    with app.app_context():
+        assert answer(21) == 42
+        assert answer(21) == 42
+    assert calls == [21, 21]
