@@ -175,7 +175,7 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for row in results["goals"]:
         met = {True: "yes", False: "**no**", None: "not measured"}[row["met"]]
-        lines.append(f"| {row['goal']} | {row['target']} | {_cell(row['measured'], 2)} | {met} |")
+        lines.append(f"| {row['goal']} | {row['target']} | {_cell(row['measured'], 3)} | {met} |")
     lines.append("")
     return "\n".join(lines)
 
