@@ -36,10 +36,13 @@ if os.path.isdir(SHARED_MEMORY):
 accesslog = "-"
 errorlog = "-"
 # logfmt, one line per request, with the request id the app echoes in X-Request-ID.
-# The path only (%(U)s), never the query string.
+# The path only (%(U)s), never the query string. remote= is the client's address (the app's
+# ProxyFix sets it from X-Forwarded-For when REFAPI_PROXY_X_FOR trusts the proxy);
+# forwarded_for= is the header as received.
 access_log_format = (
     'remote=%(h)s method=%(m)s path="%(U)s" status=%(s)s bytes=%(B)s '
-    'duration_ms=%(M)s request_id=%({x-request-id}o)s user_agent="%(a)s"'
+    'duration_ms=%(M)s request_id=%({x-request-id}o)s forwarded_for="%({x-forwarded-for}i)s" '
+    'user_agent="%(a)s"'
 )
 
 

@@ -183,3 +183,7 @@ def auth_headers() -> dict[str, str]:
 @pytest.fixture
 def other_auth_headers() -> dict[str, str]:
     return {"X-API-Key": OTHER_KEY}
+
+
+# The local Statbel that serves the health index file, for every test that needs one.
+from tests.indices.conftest import upstream  # noqa: E402, F401

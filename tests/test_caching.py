@@ -13,9 +13,10 @@ from tests.tcp_proxy import TcpProxy
 @pytest.fixture
 def redis_proxy(services):
     url = sa.make_url(services["redis"].replace("redis://", "redis+x://"))
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 6379).start()
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 6379))
+    proxy.restore()
     yield proxy, f"redis://127.0.0.1:{proxy.port}/{url.database or 0}"
-    proxy.stop()
+    proxy.close()
 
 
 @pytest.fixture
@@ -47,10 +48,10 @@ def test_a_value_replaced_while_redis_was_unreachable_is_never_served(cache_app,
     proxy, _ = redis_proxy
     cache = backend(cache_app)
     assert cache.set("entry", "old") is True
-    proxy.stop()
+    proxy.cut()
     # The write committed elsewhere; its invalidation cannot reach Redis.
     assert cache.delete("entry") is False
-    proxy.start()
+    proxy.restore()
     assert cache.get("entry") is None, "the old value must not come back"
     assert cache.available is True
     assert cache.set("entry", "new") is True
@@ -61,9 +62,9 @@ def test_ready_reports_the_cache_back_when_redis_returns(cache_app, redis_proxy)
     proxy, _ = redis_proxy
     client = cache_app.test_client()
     assert client.get("/ready").json["checks"]["cache"] == "ok"
-    proxy.stop()
+    proxy.cut()
     assert client.get("/ready").json["checks"]["cache"] == "degraded"
-    proxy.start()
+    proxy.restore()
     assert client.get("/ready").json["checks"]["cache"] == "ok"
 
 

@@ -20,3 +20,53 @@ def test_deploy_applies_every_migration_and_is_idempotent(app_config):
         tables = set(sa.inspect(db.engine).get_table_names())
         db.engine.dispose()
     assert {table.name for table in db.metadata.sorted_tables} <= tables
+
+
+def _deploy(app_config, monkeypatch, statbel_url, *args):
+    monkeypatch.setenv("RUN_SEEDER", "true")
+    app = create_app({**app_config, "STATBEL_URL": statbel_url})
+    result = app.test_cli_runner().invoke(args=["deploy", "--directory", MIGRATIONS, *args])
+    return app, result
+
+
+def _counts(app):
+    with app.app_context():
+        counts = {
+            name: db.session.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar_one()  # noqa: S608
+            for name in ("zipcodes", "health_indices")
+        }
+        db.session.remove()
+        db.engine.dispose()
+    return counts
+
+
+def test_run_seeder_imports_the_sample_zipcodes_and_downloads_the_index(
+    app_config, monkeypatch, upstream
+):
+    app, result = _deploy(app_config, monkeypatch, upstream.url)
+    assert result.exit_code == 0, result.output
+    counts = _counts(app)
+    assert counts["zipcodes"] > 8000
+    assert counts["health_indices"] > 0
+    assert upstream.hits == 1
+
+
+def test_seeding_never_overwrites_an_operators_zipcode_table(app_config, monkeypatch, upstream):
+    app, _ = _deploy(app_config, monkeypatch, upstream.url)
+    with app.app_context():
+        db.session.execute(sa.text("DELETE FROM zipcodes WHERE zipcode > 1000"))
+        db.session.commit()
+        db.engine.dispose()
+    app, result = _deploy(app_config, monkeypatch, upstream.url)
+    assert result.exit_code == 0, result.output
+    assert _counts(app)["zipcodes"] == 1
+
+
+def test_an_unreachable_statbel_does_not_fail_the_deployment(app_config, monkeypatch, upstream):
+    upstream.serve(b"Internal error", status=500, content_type="text/plain")
+    app, result = _deploy(app_config, monkeypatch, upstream.url)
+    assert result.exit_code == 0, result.output
+    assert "could not be downloaded" in result.output
+    counts = _counts(app)
+    assert counts["zipcodes"] > 8000
+    assert counts["health_indices"] == 0

@@ -73,9 +73,7 @@ def _extension_config(settings: Mapping[str, Any]) -> dict[str, Any]:
     url = database_url(settings["DATABASE_URL"])
     derived: dict[str, Any] = {
         "SQLALCHEMY_DATABASE_URI": url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True}
-        if not url.startswith("sqlite")
-        else {},
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(url),
         "CACHE_DEFAULT_TIMEOUT": settings["CACHE_DEFAULT_TIMEOUT"],
         "API_TITLE": "refapi",
         "API_VERSION": API_VERSION,
@@ -110,6 +108,20 @@ def _extension_config(settings: Mapping[str, Any]) -> dict[str, Any]:
     else:
         derived.update(CACHE_TYPE="SimpleCache", CACHE_THRESHOLD=settings["CACHE_THRESHOLD"])
     return derived
+
+
+# Seconds to wait for PostgreSQL to accept a connection: a database that does not answer must
+# fail a request (and /ready) quickly, not hold a worker thread for the TCP timeout.
+DATABASE_CONNECT_TIMEOUT = 5
+
+
+def _engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("postgresql"):
+        return {
+            "pool_pre_ping": True,
+            "connect_args": {"connect_timeout": DATABASE_CONNECT_TIMEOUT},
+        }
+    return {}
 
 
 class _RequestIdFilter(logging.Filter):

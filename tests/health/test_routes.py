@@ -59,3 +59,12 @@ def test_ready_reports_a_dead_redis_as_degraded_but_stays_ready(make_app):
 
 def test_head_ping_is_public(client):
     assert client.head("/ping").status_code == 200
+
+
+def test_ready_is_503_when_postgresql_refuses_and_connections_have_a_timeout(app_config):
+    # Nothing listens on port 1: the connection is refused at once.
+    app = create_app({**app_config, "DATABASE_URL": "postgresql://refapi@127.0.0.1:1/refapi"})
+    response = app.test_client().get("/ready")
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["database"] == "unavailable"
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] == {"connect_timeout": 5}
