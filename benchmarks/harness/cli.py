@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -85,6 +86,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="Redis for configuration B (keys under a prefix of their own)",
     )
     parser.add_argument(
+        "--render",
+        type=Path,
+        help="only write benchmark.md and .png again from this benchmark.json",
+    )
+    parser.add_argument(
         "--smoke-note",
         default="",
         help="mark the results as a smoke test only, for this reason",
@@ -101,8 +107,20 @@ def log(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
 
 
+def render(path: Path) -> int:
+    """Write the Markdown and the chart of a benchmark's JSON again (after a report change)."""
+    results = json.loads(path.read_text(encoding="utf-8"))
+    results["goals"] = report.goals(results)
+    report.write_json(path, results)
+    path.with_suffix(".md").write_text(report.markdown(results), encoding="utf-8")
+    report.chart(path.with_suffix(".png"), results)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.render:
+        return render(args.render)
     preset = QUICK if args.quick else FULL
     settings = Settings(
         duration=args.duration or preset["duration"],

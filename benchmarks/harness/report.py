@@ -29,6 +29,11 @@ def _endpoint(config: dict[str, Any], name: str) -> dict[str, Any] | None:
     return None
 
 
+# A ceiling that moved more than this between its two loads: the machine was busy, the ratios
+# of that configuration are not to be trusted.
+NOISY_DRIFT = 0.25
+
+
 def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's goals, each with the measured value; None where it could not be measured."""
     rows: list[dict[str, Any]] = []
@@ -50,6 +55,7 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     for label, config in results["configurations"].items():
         if "endpoints" not in config:
             continue
+        first = len(rows)
         goal(f"[{label}] full-stack /ping", ratio(config, "ping"), 0.9)
         goal(f"[{label}] GET /get cache hit", ratio(config, "get-hit"), 0.6)
         goal(f"[{label}] GET /get cache miss", ratio(config, "get-miss"), 0.3)
@@ -90,6 +96,10 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": (bad == 0) if loads else None,
             }
         )
+        drift = config["ceiling"].get("drift") or 0
+        if drift > NOISY_DRIFT:
+            for row in rows[first:-1]:
+                row["noisy"] = f"ceiling drift {drift:.0%}"
     return rows
 
 
@@ -159,6 +169,13 @@ def markdown(results: dict[str, Any]) -> str:
             f"{(ceiling['drift'] or 0) * 100:.0f}% between its two loads.",
             "",
         ]
+        if (ceiling["drift"] or 0) > NOISY_DRIFT:
+            lines += [
+                f"**The ceiling moved by more than {NOISY_DRIFT:.0%}: the machine was busy "
+                "with something else during these loads, and this configuration's ratios are "
+                "not reliable.**",
+                "",
+            ]
         seed = config.get("seed", {})
         if seed:
             lines.append(
@@ -175,6 +192,8 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for row in results["goals"]:
         met = {True: "yes", False: "**no**", None: "not measured"}[row["met"]]
+        if row.get("noisy"):
+            met += f" (unreliable: {row['noisy']})"
         lines.append(f"| {row['goal']} | {row['target']} | {_cell(row['measured'], 3)} | {met} |")
     lines.append("")
     return "\n".join(lines)
