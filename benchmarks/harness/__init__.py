@@ -1,0 +1,1 @@
+"""The refapi benchmark harness: `benchmarks/run` (see benchmarks/README.md)."""

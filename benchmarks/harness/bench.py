@@ -1,0 +1,341 @@
+"""The main run: every endpoint under the same load, in configurations A and B, with the limits.
+
+Per configuration: seed through the CLI; the bare Flask /ping (the ceiling) before and after;
+refapi's endpoints, each probed first (a route that is not there yet is reported unavailable);
+the FastAPI peer's one-row read.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import backends, data, http, servers, wrk
+from harness.context import Context, load_average
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    label: str
+    method: str
+    targets: tuple[str, ...]
+    expected: frozenset[int]
+    bodies: tuple[str, ...] | None = None
+    # For an endpoint whose due answer is an error: the problem code that shows the route exists.
+    probe_code: str | None = None
+    authenticated: bool = True
+    warm: bool = False
+
+
+def refapi_endpoints(ctx: Context, zipcodes: list[int]) -> list[Endpoint]:
+    hot = [data.store_key(number) for number in range(ctx.settings.hot_keys)]
+    ok = frozenset({200})
+    return [
+        Endpoint("ping", "GET /ping", "GET", ("/ping",), ok, authenticated=False),
+        Endpoint("authorize", "GET /authorize", "GET", ("/authorize",), ok),
+        Endpoint(
+            "get-hit",
+            "GET /get/<key> (cache hit)",
+            "GET",
+            tuple("/get/" + data.path_of(key) for key in hot),
+            ok,
+            warm=True,
+        ),
+        Endpoint(
+            "get-miss",
+            "GET /get/<key> (no such key)",
+            "GET",
+            tuple(f"/get/missing/{number:05d}" for number in range(data.MISSING_KEYS)),
+            frozenset({404}),
+            probe_code="KEY_NOT_FOUND",
+        ),
+        Endpoint(
+            "save",
+            "POST /save",
+            "POST",
+            ("/save",) * data.SAVE_KEYS,
+            frozenset({200, 201}),
+            bodies=tuple(data.save_bodies()),
+        ),
+        Endpoint(
+            "zipcode",
+            "GET /zipcodes/<zipcode>",
+            "GET",
+            tuple(f"/zipcodes/{zipcode}" for zipcode in zipcodes or [9000]),
+            ok,
+            warm=True,
+        ),
+        Endpoint(
+            "zipcodes-a", "GET /zipcodes?risk_factor=A", "GET", ("/zipcodes?risk_factor=A",), ok
+        ),
+        Endpoint(
+            "zipcodes-a-1000",
+            "GET /zipcodes?risk_factor=A&page_size=1000",
+            "GET",
+            ("/zipcodes?risk_factor=A&page_size=1000",),
+            ok,
+        ),
+        Endpoint(
+            "indices",
+            "GET /indices/health?base_year=2013",
+            "GET",
+            ("/indices/health?base_year=2013",),
+            ok,
+        ),
+    ]
+
+
+def requests_file(ctx: Context, endpoint: Endpoint, tag: str) -> Path:
+    path = ctx.workdir / f"requests-{tag}-{endpoint.name}.txt"
+    bodies = list(endpoint.bodies) if endpoint.bodies is not None else None
+    return data.write_requests(path, list(endpoint.targets), bodies)
+
+
+def headers_for(ctx: Context, endpoint: Endpoint) -> dict[str, str]:
+    headers = dict(ctx.auth_header) if endpoint.authenticated else {}
+    if endpoint.bodies is not None:
+        headers["Content-Type"] = "application/json"
+    return headers
+
+
+def probe(server: servers.Server, ctx: Context, endpoint: Endpoint) -> str | None:
+    """None when the endpoint answers as it is due to; otherwise why it is unavailable."""
+    body = endpoint.bodies[0] if endpoint.bodies is not None else None
+    try:
+        status, answer = http.call(
+            server.url + endpoint.targets[0],
+            method=endpoint.method,
+            headers=headers_for(ctx, endpoint),
+            body=body,
+        )
+    except OSError as error:
+        return f"probe failed: {error}"
+    code = answer.get("code") if isinstance(answer, dict) else None
+    if status in endpoint.expected and (endpoint.probe_code is None or code == endpoint.probe_code):
+        return None
+    return f"probe answered {status}" + (f" {code}" if code else "")
+
+
+def warm(server: servers.Server, ctx: Context, endpoint: Endpoint) -> list[int]:
+    """Read every target once, so that the load that follows hits the cache."""
+    statuses = http.call_many(
+        ((endpoint.method, server.url + target, None) for target in endpoint.targets),
+        headers=headers_for(ctx, endpoint),
+    )
+    return sorted(set(statuses))
+
+
+def measure(
+    server: servers.Server,
+    ctx: Context,
+    endpoint: Endpoint,
+    *,
+    tag: str,
+    connections: int | None = None,
+    duration: float | None = None,
+    warmup: float | None = None,
+) -> dict[str, Any]:
+    """Warm-up load (discarded), then the measured load, sampling each worker's memory."""
+    settings = ctx.settings
+    connections = connections or settings.connections
+    header_args = tuple(f"{name}: {value}" for name, value in headers_for(ctx, endpoint).items())
+    load = wrk.Load(endpoint.method, requests_file(ctx, endpoint, tag), header_args)
+    options = {
+        "url": server.url,
+        "connections": connections,
+        "threads": settings.wrk_threads,
+        "timeout": settings.timeout,
+    }
+    warmup = settings.warmup if warmup is None else warmup
+    if warmup > 0:
+        wrk.run(load, duration=warmup, **options)
+    with servers.sampling_rss(server) as peaks:
+        result = wrk.run(load, duration=duration or settings.duration, **options)
+    result["connections"] = connections
+    result["unexpected"] = sum(
+        count for status, count in result["statuses"].items() if status not in endpoint.expected
+    )
+    result["expected_statuses"] = sorted(endpoint.expected)
+    result["peak_rss_mib_per_worker"] = sorted(
+        (round(rss / MIB, 1) for rss in peaks.values()), reverse=True
+    )
+    result["load_average_after"] = load_average()
+    return result
+
+
+def existing_zipcodes(server: servers.Server, ctx: Context) -> list[int]:
+    found = []
+    for zipcode in data.ZIPCODE_CANDIDATES:
+        status, _ = http.call(f"{server.url}/zipcodes/{zipcode}", headers=ctx.auth_header)
+        if status == 404:
+            continue
+        if status != 200:
+            return []
+        found.append(zipcode)
+    return found
+
+
+def seed_store_through_api(server: servers.Server, ctx: Context) -> dict[str, Any]:
+    """The fallback when `flask store import` is missing: POST /save, eight at a time."""
+    lines = ctx.files["store"].read_text(encoding="utf-8").splitlines()
+    bodies = []
+    for line in lines:
+        entry = json.loads(line)
+        bodies.append(json.dumps({"key": entry["key"], "value": entry["value"]}))
+    headers = {**ctx.auth_header, "Content-Type": "application/json"}
+    statuses = http.call_many(
+        (("POST", server.url + "/save", body) for body in bodies), headers=headers
+    )
+    failed = sum(1 for status in statuses if status not in (200, 201))
+    return {
+        "command": f"POST /save x {len(bodies)}",
+        "status": "ok" if not failed else "failed",
+        "output": [f"{len(bodies) - failed} saved, {failed} failed"],
+    }
+
+
+def ceiling(ctx: Context, backend: backends.Backend, when: str) -> dict[str, Any]:
+    ping = Endpoint(
+        "bare-ping",
+        "bare Flask GET /ping",
+        "GET",
+        ("/ping",),
+        frozenset({200}),
+        authenticated=False,
+    )
+    server = servers.gunicorn(
+        f"bare-flask-{backend.name}-{when}",
+        bin_dir=ctx.bin_dir,
+        project_root=ctx.project_root,
+        app="bare_flask:app",
+        env=ctx.env(**backend.env),
+        log_path=ctx.log_path(f"bare-flask-{backend.name}"),
+    )
+    with servers.running(server):
+        return measure(server, ctx, ping, tag=f"{backend.name}-bare")
+
+
+def peer(ctx: Context, backend: backends.Backend) -> dict[str, Any]:
+    hot = [data.store_key(number) for number in range(ctx.settings.hot_keys)]
+    endpoint = Endpoint(
+        "peer-get",
+        "FastAPI peer GET /get/<key> (one SQLite row)",
+        "GET",
+        tuple("/get/" + data.path_of(key) for key in hot),
+        frozenset({200}),
+    )
+    server = servers.uvicorn(
+        f"peer-{backend.name}",
+        bin_dir=ctx.bin_dir,
+        app="peer_fastapi:app",
+        workers=backend.workers,
+        env={
+            **servers.base_env(),
+            "PEER_DATABASE": str(ctx.files["peer_db"]),
+            "PEER_API_KEY": ctx.secret,
+            "PEER_CLIENT": data.CLIENT,
+        },
+        log_path=ctx.log_path(f"peer-{backend.name}"),
+        ready_path="/ping",
+    )
+    with servers.running(server):
+        unavailable = probe(server, ctx, endpoint)
+        if unavailable:
+            return {"available": False, "reason": unavailable}
+        return {"available": True, **measure(server, ctx, endpoint, tag=f"{backend.name}-peer")}
+
+
+def run_configuration(ctx: Context, backend: backends.Backend, log: Any) -> dict[str, Any]:
+    env = ctx.env(**backend.env)
+    report: dict[str, Any] = {
+        "description": backend.description,
+        "workers": backend.workers,
+        "threads": backend.threads,
+    }
+    log(f"[{backend.name}] seeding: migrations, 10 000 keys, zipcodes, a year of index data")
+    seed = backends.seed(
+        bin_dir=ctx.bin_dir, project_root=ctx.project_root, env=env, store_file=ctx.files["store"]
+    )
+    report["seed"] = seed
+    for step, outcome in seed.items():
+        log(f"[{backend.name}]   {step}: {outcome['status']}")
+    if seed["migrate"]["status"] != "ok":
+        raise RuntimeError("migrations failed:\n" + "\n".join(seed["migrate"]["output"]))
+
+    log(f"[{backend.name}] ceiling: bare Flask /ping")
+    before = ceiling(ctx, backend, "before")
+    endpoints: list[dict[str, Any]] = []
+    server = servers.gunicorn(
+        f"refapi-{backend.name}",
+        bin_dir=ctx.bin_dir,
+        project_root=ctx.project_root,
+        app="wsgi:app",
+        env=env,
+        log_path=ctx.log_path(f"refapi-{backend.name}"),
+    )
+    with servers.running(server):
+        if seed.get("store", {}).get("status") == "unavailable":
+            save_probe = http.call(
+                server.url + "/save",
+                method="POST",
+                headers={**ctx.auth_header, "Content-Type": "application/json"},
+                body='{"key": "probe", "value": 1}',
+            )[0]
+            if save_probe in (200, 201):
+                log(f"[{backend.name}]   store: no CLI import, seeding through POST /save")
+                seed["store"] = seed_store_through_api(server, ctx)
+        zipcodes = existing_zipcodes(server, ctx)
+        for endpoint in refapi_endpoints(ctx, zipcodes):
+            entry: dict[str, Any] = {"name": endpoint.name, "label": endpoint.label}
+            reason = probe(server, ctx, endpoint)
+            if reason is None and endpoint.warm:
+                statuses = warm(server, ctx, endpoint)
+                if statuses != [200]:
+                    reason = f"warming answered {statuses}"
+            if reason is not None:
+                log(f"[{backend.name}] {endpoint.label}: unavailable ({reason})")
+                endpoints.append({**entry, "available": False, "reason": reason})
+                continue
+            started = time.monotonic()
+            try:
+                result = measure(server, ctx, endpoint, tag=backend.name)
+            except wrk.WrkFailed as error:
+                log(f"[{backend.name}] {endpoint.label}: load failed ({error})")
+                endpoints.append({**entry, "available": False, "reason": f"load failed: {error}"})
+                continue
+            log(
+                f"[{backend.name}] {endpoint.label}: {result['requests_per_second']} req/s, "
+                f"p99 {result['latency_ms']['p99']} ms, non-2xx {result['non_2xx']}, "
+                f"unexpected {result['unexpected']} ({time.monotonic() - started:.0f}s)"
+            )
+            endpoints.append({**entry, "available": True, **result})
+        report["server_log_tail"] = server.log_tail(5)
+
+    log(f"[{backend.name}] ceiling again: bare Flask /ping")
+    after = ceiling(ctx, backend, "after")
+    log(f"[{backend.name}] peer: FastAPI under uvicorn")
+    report["peer"] = peer(ctx, backend)
+    bare_rps = (before["requests_per_second"] + after["requests_per_second"]) / 2
+    report["ceiling"] = {
+        "label": "bare Flask GET /ping",
+        "before": before,
+        "after": after,
+        "requests_per_second": round(bare_rps, 1),
+        # How much the ceiling moved during the configuration's loads: the run's noise.
+        "drift": round(
+            abs(before["requests_per_second"] - after["requests_per_second"]) / bare_rps, 3
+        )
+        if bare_rps
+        else None,
+    }
+    for entry in [*endpoints, report["peer"]]:
+        if entry.get("available") and bare_rps:
+            entry["ratio_to_bare_ping"] = round(entry["requests_per_second"] / bare_rps, 3)
+    report["endpoints"] = endpoints
+    return report

@@ -1,0 +1,254 @@
+"""The run's results as JSON, a Markdown table and a PNG chart, and the issue's goals as ratios."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+# Agg: no display; chosen before pyplot is imported.
+import matplotlib.pyplot as plt
+
+SMOKE_WARNING = (
+    "**Smoke test only**: {why}. These numbers check that the harness works; they are not "
+    "the service's performance."
+)
+
+
+def write_json(path: Path, results: dict[str, Any]) -> None:
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _endpoint(config: dict[str, Any], name: str) -> dict[str, Any] | None:
+    for entry in config.get("endpoints", []):
+        if entry["name"] == name and entry.get("available"):
+            return entry
+    return None
+
+
+# A ceiling that moved more than this between its two loads: the machine was busy, the ratios
+# of that configuration are not to be trusted.
+NOISY_DRIFT = 0.25
+
+
+def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's goals, each with the measured value; None where it could not be measured."""
+    rows: list[dict[str, Any]] = []
+
+    def ratio(config: dict[str, Any], name: str) -> float | None:
+        entry = _endpoint(config, name)
+        return entry.get("ratio_to_bare_ping") if entry else None
+
+    def goal(name: str, measured: float | None, target: float, unit: str = "x bare /ping") -> None:
+        rows.append(
+            {
+                "goal": name,
+                "target": f">= {target} {unit}",
+                "measured": measured,
+                "met": None if measured is None else measured >= target,
+            }
+        )
+
+    for label, config in results["configurations"].items():
+        if "endpoints" not in config:
+            continue
+        first = len(rows)
+        goal(f"[{label}] full-stack /ping", ratio(config, "ping"), 0.9)
+        goal(f"[{label}] GET /get cache hit", ratio(config, "get-hit"), 0.6)
+        goal(f"[{label}] GET /get cache miss", ratio(config, "get-miss"), 0.3)
+        hit = _endpoint(config, "get-hit")
+        peer = config.get("peer", {})
+        if hit and peer.get("available"):
+            goal(
+                f"[{label}] GET /get cache hit vs the FastAPI peer",
+                round(hit["requests_per_second"] / peer["requests_per_second"], 3),
+                1.0,
+                "x peer (must be ahead)",
+            )
+        else:
+            goal(f"[{label}] GET /get cache hit vs the FastAPI peer", None, 1.0, "x peer")
+        for name, text in (
+            ("zipcode", "GET /zipcodes/<zipcode>"),
+            ("indices", "GET /indices/health?base_year=2013"),
+        ):
+            entry = _endpoint(config, name)
+            measured = (
+                round(entry["requests_per_second"] / hit["requests_per_second"], 3)
+                if entry and hit
+                else None
+            )
+            goal(
+                f"[{label}] {text} at the level of the cached GET /get",
+                measured,
+                0.9,
+                "x cached GET /get",
+            )
+        loads = [entry for entry in config["endpoints"] if entry.get("available")]
+        bad = sum(entry["unexpected"] + entry["socket_errors"] for entry in loads)
+        rows.append(
+            {
+                "goal": f"[{label}] zero errors, zero unexpected statuses",
+                "target": "0",
+                "measured": bad if loads else None,
+                "met": (bad == 0) if loads else None,
+            }
+        )
+        drift = config["ceiling"].get("drift") or 0
+        if drift > NOISY_DRIFT:
+            for row in rows[first:-1]:
+                row["noisy"] = f"ceiling drift {drift:.0%}"
+    return rows
+
+
+def _cell(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _row(label: str, entry: dict[str, Any]) -> str:
+    if not entry.get("available", True):
+        return f"| {label} | unavailable: {entry.get('reason', '')} | | | | | | | |"
+    latency = entry["latency_ms"]
+    statuses = ", ".join(f"{status}: {count:,}" for status, count in entry["statuses"].items())
+    rss = entry.get("peak_rss_mib_per_worker") or []
+    return (
+        f"| {label} | {_cell(entry['requests_per_second'])} "
+        f"| {_cell(entry.get('ratio_to_bare_ping'), 2)} "
+        f"| {_cell(latency['p50'], 2)} | {_cell(latency['p99'], 2)} "
+        f"| {entry['socket_errors']} | {entry['non_2xx']:,} | {entry['unexpected']:,} "
+        f"| {', '.join(f'{mib:.0f}' for mib in rss)} | {statuses} |"
+    )
+
+
+TABLE_HEADER = (
+    "| Endpoint | req/s | x bare /ping | p50 ms | p99 ms | socket errors | non-2xx "
+    "| unexpected | peak RSS MiB per worker | statuses |\n"
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    settings = results["settings"]
+    lines = ["# refapi benchmark", ""]
+    if meta.get("smoke_reason"):
+        lines += [SMOKE_WARNING.format(why=meta["smoke_reason"]), ""]
+    lines += [
+        f"Run {meta['started_at']} on commit `{meta['commit'][:12]}` ({meta['branch']}"
+        f"{', uncommitted changes' if meta['dirty'] else ''}), {meta['cpus']} CPUs, "
+        f"Python {meta['python']}, {meta['wrk']}. Load average {meta['load_average_before']} "
+        f"before, {meta.get('load_average_after', '-')} after.",
+        "",
+        f"Each load: wrk on 127.0.0.1, {settings['connections']} connections, "
+        f"{settings['wrk_threads']} wrk thread(s), {settings['warmup']}s warm-up then "
+        f"{settings['duration']}s measured. Ratios are to the bare Flask /ping of the same "
+        "configuration in the same run (the mean of its loads before and after refapi's).",
+        "",
+    ]
+    for label, config in results["configurations"].items():
+        lines += [f"## Configuration {label}: {config.get('description', '')}", ""]
+        if "error" in config:
+            lines += [f"Not measured: {config['error']}", ""]
+            continue
+        ceiling = config["ceiling"]
+        lines += [TABLE_HEADER]
+        for when in ("before", "after"):
+            lines.append(_row(f"bare Flask /ping ({when})", ceiling[when]))
+        for entry in config["endpoints"]:
+            lines.append(_row(entry["label"], entry))
+        lines.append(_row("FastAPI peer: GET /get/<key> (SQLite row)", config["peer"]))
+        lines += [
+            "",
+            f"Ceiling: {ceiling['requests_per_second']:,.0f} req/s; it moved by "
+            f"{(ceiling['drift'] or 0) * 100:.0f}% between its two loads.",
+            "",
+        ]
+        if (ceiling["drift"] or 0) > NOISY_DRIFT:
+            lines += [
+                f"**The ceiling moved by more than {NOISY_DRIFT:.0%}: the machine was busy "
+                "with something else during these loads, and this configuration's ratios are "
+                "not reliable.**",
+                "",
+            ]
+        seed = config.get("seed", {})
+        if seed:
+            lines.append(
+                "Seeding: "
+                + "; ".join(f"`{step['command']}` {step['status']}" for step in seed.values())
+                + "."
+            )
+            lines.append("")
+    lines += [
+        "## Goals of issue 8",
+        "",
+        "| Goal | Target | Measured | Met |",
+        "| --- | --- | ---: | --- |",
+    ]
+    for row in results["goals"]:
+        met = {True: "yes", False: "**no**", None: "not measured"}[row["met"]]
+        if row.get("noisy"):
+            met += f" (unreliable: {row['noisy']})"
+        lines.append(f"| {row['goal']} | {row['target']} | {_cell(row['measured'], 3)} | {met} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def chart(path: Path, results: dict[str, Any]) -> None:
+    """Throughput and p99 per endpoint, one bar per configuration."""
+    configs = [(label, c) for label, c in results["configurations"].items() if "endpoints" in c]
+    if not configs:
+        return
+    labels: list[str] = ["bare Flask /ping"]
+    for _, config in configs:
+        for entry in config["endpoints"]:
+            if entry["label"] not in labels:
+                labels.append(entry["label"])
+    labels.append("FastAPI peer GET")
+
+    def value(config: dict[str, Any], label: str, metric: str) -> float:
+        if label == "bare Flask /ping":
+            entry: dict[str, Any] | None = config["ceiling"]["before"]
+            if metric == "rps":
+                return float(config["ceiling"]["requests_per_second"])
+        elif label == "FastAPI peer GET":
+            entry = config["peer"] if config["peer"].get("available") else None
+        else:
+            entry = next(
+                (e for e in config["endpoints"] if e["label"] == label and e.get("available")),
+                None,
+            )
+        if entry is None:
+            return 0.0
+        return float(
+            entry["requests_per_second"] if metric == "rps" else entry["latency_ms"]["p99"]
+        )
+
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(12, 9), sharex=True)
+    width = 0.8 / max(1, len(configs))
+    positions = range(len(labels))
+    for index, (label, config) in enumerate(configs):
+        offsets = [p + (index - (len(configs) - 1) / 2) * width for p in positions]
+        name = f"{label}: {config['description']}"
+        top.bar(offsets, [value(config, x, "rps") for x in labels], width, label=name)
+        bottom.bar(offsets, [value(config, x, "p99") for x in labels], width, label=name)
+    title = "refapi under wrk, 32 connections on loopback"
+    if results["meta"].get("smoke_reason"):
+        title += " (SMOKE TEST ONLY)"
+    top.set_title(title)
+    top.set_ylabel("requests / s")
+    bottom.set_ylabel("p99 latency (ms)")
+    bottom.set_xticks(list(positions))
+    bottom.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
+    top.legend(fontsize=8)
+    for axis in (top, bottom):
+        axis.grid(axis="y", alpha=0.3)
+    figure.text(0.01, 0.01, "A missing bar: the endpoint was unavailable in that run.", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,213 @@
+"""Servers under test: gunicorn (refapi, the bare Flask app) and uvicorn (the FastAPI peer).
+
+Every server listens on a free 127.0.0.1 port, logs to a file of the run's work folder, and is
+stopped with SIGTERM (then SIGKILL) however the run ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+RSS_SAMPLE_SECONDS = 0.25
+APPS = Path(__file__).resolve().parents[1] / "apps"
+# The one command that serves refapi (Makefile, Dockerfile, e2e tests); see gunicorn.conf.py.
+GUNICORN_CONFIG = ["--config", "gunicorn.conf.py"]
+
+
+class ServerFailed(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    peak_rss: dict[int, int] = field(default_factory=dict)
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def workers(self) -> list[psutil.Process]:
+        """The processes that serve requests: the master's children, or the process itself."""
+        try:
+            parent = psutil.Process(self.process.pid)
+            children = parent.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        # uvicorn --workers N also starts a resource tracker; it serves nothing and stays small.
+        serving = [child for child in children if "resource_tracker" not in _cmdline(child)]
+        return serving or [parent]
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _cmdline(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""
+
+
+def start(
+    name: str,
+    command: Sequence[str],
+    *,
+    port: int,
+    env: Mapping[str, str],
+    cwd: Path,
+    log_path: Path,
+    ready_path: str = "/ping",
+) -> Server:
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            env=dict(env),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(name, f"http://127.0.0.1:{port}", process, log_path)
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if process.poll() is not None:
+            raise ServerFailed(f"{name} exited with {process.returncode}:\n{server.log_tail()}")
+        if _answers(server.url + ready_path):
+            return server
+        if time.monotonic() > deadline:
+            server.stop()
+            raise ServerFailed(f"{name} did not answer in {START_TIMEOUT}s:\n{server.log_tail()}")
+        time.sleep(0.1)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our loopback URL
+            return bool(response.status < 500)
+    except urllib.error.HTTPError as error:
+        return error.code < 500
+    except OSError:
+        return False
+
+
+def gunicorn(
+    name: str,
+    *,
+    bin_dir: Path,
+    project_root: Path,
+    app: str,
+    env: Mapping[str, str],
+    log_path: Path,
+    extra_args: Sequence[str] = (),
+) -> Server:
+    """gunicorn started as refapi is served, with ``app`` (``wsgi:app`` or one of apps/)."""
+    port = free_port()
+    full_env = {**env, "REFAPI_BIND": f"127.0.0.1:{port}"}
+    command = [
+        str(bin_dir / "gunicorn"),
+        *GUNICORN_CONFIG,
+        *(["--pythonpath", str(APPS)] if app != "wsgi:app" else []),
+        *extra_args,
+        app,
+    ]
+    return start(name, command, port=port, env=full_env, cwd=project_root, log_path=log_path)
+
+
+def uvicorn(
+    name: str,
+    *,
+    bin_dir: Path,
+    app: str,
+    workers: int,
+    env: Mapping[str, str],
+    log_path: Path,
+    ready_path: str,
+) -> Server:
+    port = free_port()
+    command = [
+        str(bin_dir / "uvicorn"),
+        "--app-dir",
+        str(APPS),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        app,
+    ]
+    return start(
+        name, command, port=port, env=env, cwd=APPS, log_path=log_path, ready_path=ready_path
+    )
+
+
+@contextlib.contextmanager
+def running(server: Server) -> Iterator[Server]:
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def sampling_rss(server: Server) -> Iterator[dict[int, int]]:
+    """Record the peak resident memory of each worker of ``server`` while the block runs."""
+    peaks: dict[int, int] = {}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            for worker in server.workers():
+                try:
+                    rss = worker.memory_info().rss
+                except psutil.Error:
+                    continue
+                peaks[worker.pid] = max(peaks.get(worker.pid, 0), rss)
+            stop.wait(RSS_SAMPLE_SECONDS)
+
+    sampler = threading.Thread(target=sample, name="rss-sampler", daemon=True)
+    sampler.start()
+    try:
+        yield peaks
+    finally:
+        stop.set()
+        sampler.join()
+        for pid, rss in peaks.items():
+            server.peak_rss[pid] = max(server.peak_rss.get(pid, 0), rss)
+
+
+def base_env() -> dict[str, str]:
+    """The harness's environment without any REFAPI_* setting of the shell that started it."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("REFAPI_")}
