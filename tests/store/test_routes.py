@@ -254,7 +254,9 @@ def test_save_if_match_accepts_a_list_and_an_unquoted_version(save, if_match):
     assert save("k", 2, headers={"If-Match": if_match}).status_code == 200
 
 
-@pytest.mark.parametrize("if_match", ['W/"1"', '"one"', '"01x"', '""'])
+@pytest.mark.parametrize(
+    "if_match", ['W/"1"', '"one"', '"01x"', '""', '"2147483648"', '"9999999999"']
+)
 def test_save_if_match_with_a_weak_or_odd_tag_never_matches(save, if_match):
     save("k", 1)
     response = save("k", 2, headers={"If-Match": if_match})
@@ -603,3 +605,13 @@ def test_the_openapi_document_describes_every_store_error(client):
     conflict = paths["/save"]["post"]["responses"]["412"]["content"]
     assert "application/problem+json" in conflict
     assert "ETag" in paths["/get/{key}"]["get"]["responses"]["200"]["headers"]
+
+
+@pytest.mark.parametrize("if_match", ['"2147483648"', '"9999999999"'])
+def test_delete_if_match_beyond_any_version_is_412_not_an_error(
+    save, client, auth_headers, if_match
+):
+    save("k", 1)
+    response = client.delete("/delete/k", headers={**auth_headers, "If-Match": if_match})
+    assert response.status_code == 412
+    assert response.get_json()["current_version"] == 1

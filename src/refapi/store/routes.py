@@ -46,6 +46,8 @@ blp.record_once(lambda state: state.app.url_map.converters.setdefault("store_key
 _KEY_ROUTE = {"merge_slashes": False}
 
 _VERSION_TAG = re.compile(r"[0-9]{1,10}")
+# Versions are 32-bit integers in the database: a larger tag matches no version there.
+_MAX_VERSION = 2**31 - 1
 _NO_STORE_IN_SHARED_CACHES = "private, no-cache"
 
 _ETAG_HEADER = {
@@ -87,7 +89,8 @@ def _if_match() -> services.IfMatch:
     tags: ETags = request.if_match
     if tags.star_tag:
         return services.ANY_VERSION
-    return frozenset(int(tag) for tag in tags.as_set() if tag and _VERSION_TAG.fullmatch(tag))
+    versions = (int(tag) for tag in tags.as_set() if tag and _VERSION_TAG.fullmatch(tag))
+    return frozenset(version for version in versions if version <= _MAX_VERSION)
 
 
 def _checked_key(key: str) -> str:
