@@ -71,7 +71,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--study-phases",
         default=",".join(phase.name for phase in study.PHASES),
         help="server variants of the study (default: all): slow-db (with the peer), "
-        "fresh-index, slow-upstream",
+        "fresh-index, slow-upstream, slow-upstream-default",
     )
     parser.add_argument("--output", type=Path, help="folder for the results")
     parser.add_argument("--project-root", type=Path, default=BENCHMARKS.parent)

@@ -94,6 +94,21 @@ PHASES = (
             ),
         ),
     ),
+    Phase(
+        "slow-upstream-default",
+        "wsgi:app",
+        # The same stale data and slow Statbel, at the default retry interval (60 s): what a
+        # deployment sees, where one request a minute may wait for a refresh.
+        {"REFAPI_INDEX_MAX_AGE": "1"},
+        UPSTREAM_DELAY,
+        (
+            (
+                f"GET /indices/health?base_year=2013, stale, upstream +{UPSTREAM_DELAY:.0f} s, "
+                "default retry interval",
+                "indices",
+            ),
+        ),
+    ),
 )
 PEER_SCENARIO = f"GET /get/<key> miss, database +{DB_DELAY * 1000:.0f} ms"
 

@@ -91,7 +91,18 @@ def test_a_month_without_a_health_index_is_not_published(stored, client, auth_he
     assert response.get_json()["code"] == "INDEX_NOT_PUBLISHED"
 
 
-@pytest.mark.parametrize("month", ["2020-13", "2020-1", "oct-2020", "2020-10-01", "202010"])
+@pytest.mark.parametrize(
+    "month",
+    [
+        "2020-13",
+        "2020-1",
+        "oct-2020",
+        "2020-10-01",
+        "202010",
+        "2020-10%0A",
+        "\uff12\uff10\uff12\uff10-10",
+    ],
+)
 def test_a_malformed_month_is_400(stored, client, auth_headers, month):
     response = client.get(f"/indices/health/{month}", headers=auth_headers)
     assert response.status_code == 400
@@ -138,6 +149,7 @@ def test_history_is_paged(stored, client, auth_headers):
     [
         "base_year=2013&from=2020-10&to=2020-09",
         "base_year=2013&from=2020-13",
+        "base_year=2013&from=2020-10%0A",
         "base_year=2013&page_size=1001",
         "from=2020-01",
     ],
@@ -145,6 +157,15 @@ def test_history_is_paged(stored, client, auth_headers):
 def test_history_with_invalid_arguments_is_422(stored, client, auth_headers, query):
     response = client.get(f"/indices/health/history?{query}", headers=auth_headers)
     assert response.status_code == 422
+
+
+def test_history_far_past_the_end_is_an_empty_page(stored, client, auth_headers):
+    response = client.get(
+        "/indices/health/history?base_year=2013&page=99999999999999999999", headers=auth_headers
+    )
+    assert response.status_code == 200
+    assert response.get_json()["items"] == []
+    assert response.get_json()["total"] > 0
 
 
 def test_history_of_a_base_year_without_health_index_is_wrong_year(stored, client, auth_headers):

@@ -102,6 +102,7 @@ def _with(field: str, value: str) -> bytes:
         (_with("MS_HLTH_IDX", "0"), "implausible"),
         (_with("MS_SMOOTH_IDX", "abc"), "not a number"),
         (_with("MS_HLTH_IDX", "NaN"), "not a number"),
+        (_with("MS_HLTH_IDX", "1e30"), "out of range"),
         (_with("MS_CPI_IDX", "99999999"), "implausible"),
         (_with("NM_BASE_YR", "1066"), "implausible"),
         (statbel_text(statbel_rows() + statbel_rows()[:1]), "appears twice"),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import marshmallow as ma
@@ -14,7 +15,9 @@ MAX_AMOUNT = 1_000_000_000
 
 def _month_field(description: str, **kwargs: Any) -> ma.fields.String:
     return ma.fields.String(
-        validate=ma.validate.Regexp(MONTH_PATTERN, error=MONTH_MESSAGE),
+        validate=ma.validate.Regexp(
+            re.compile(MONTH_PATTERN.rstrip("$") + r"\Z"), error=MONTH_MESSAGE
+        ),
         metadata={"description": description, **MONTH},
         **kwargs,
     )

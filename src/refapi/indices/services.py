@@ -33,9 +33,11 @@ from refapi.indices.models import MonthlyIndex, Refresh, RefreshLease
 logger = logging.getLogger("refapi.indices")
 
 LEASE_NAME = "statbel"
-MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+# ASCII digits only; matched whole (fullmatch), so "2020-10\n" is no month.
+MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 _MONTH = re.compile(MONTH_PATTERN)
 CENT = Decimal("0.01")
+MAX_OFFSET = 2**31 - 1
 
 
 class WrongYear(ApiError):
@@ -107,7 +109,7 @@ def _split_month(key: str) -> tuple[int, int]:
 
 def normalise_month(text: str) -> str:
     """``YYYY-MM`` as given, or ``WrongMonth``."""
-    if not _MONTH.match(text):
+    if not _MONTH.fullmatch(text):
         raise WrongMonth(f"The month {text[:20]!r} is not a month written YYYY-MM (e.g. 2020-10).")
     return text
 
@@ -498,8 +500,11 @@ def current(*, base_year: str | None) -> dict[str, Any]:
         return _stamp({"month": month, "indices": _month_values(month)}, state)
     year = _base_year(base_year, latest)
     month = latest[year]
-    (value,) = [row for row in _month_values(month) if row["base_year"] == year]
-    return _stamp({"month": month, **value}, state)
+    for value in _month_values(month):
+        if value["base_year"] == year:
+            return _stamp({"month": month, **value}, state)
+    # Only when two cached reads disagree (a write the cache has not seen yet).
+    raise IndexNotPublished(f"No health index is stored for {month}, base year {year}.")
 
 
 def month_values(*, month: str, base_year: str | None) -> dict[str, Any]:
@@ -527,7 +532,11 @@ def history(
     year = _base_year(base_year, _latest_months())
     first = start or "0001-01"
     last = end or "9999-12"
-    result = _history(year, first, last, page, page_size)
+    if (page - 1) * page_size > MAX_OFFSET:
+        # Past any series: an empty page, without an OFFSET the database cannot hold.
+        result = {"items": [], "total": _history(year, first, last, 1, page_size)["total"]}
+    else:
+        result = _history(year, first, last, page, page_size)
     body = {
         "base_year": year,
         "items": result["items"],

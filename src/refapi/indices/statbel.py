@@ -185,8 +185,11 @@ def _number(text: str, *, line: int, column: str) -> Decimal | None:
         raise StatbelError(f"line {line}: the {column} {text[:40]!r} is not a number") from None
     if not value.is_finite():
         raise StatbelError(f"line {line}: the {column} {text[:40]!r} is not a number")
-    # Statbel publishes two decimals; the table stores two.
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+    try:
+        # Statbel publishes two decimals; the table stores two.
+        return value.quantize(CENT, rounding=ROUND_HALF_UP)
+    except InvalidOperation:  # too many digits for the context, e.g. 1e30
+        raise StatbelError(f"line {line}: the {column} {text[:40]!r} is out of range") from None
 
 
 def validate(observations: list[Observation]) -> None:
