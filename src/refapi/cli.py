@@ -47,7 +47,8 @@ def deploy(context: click.Context, seed: bool, directory: str) -> None:
     context.invoke(_feature_command("zipcodes", "import"), if_empty=True)
     try:
         context.invoke(_feature_command("indices", "refresh"))
-    except (click.ClickException, SystemExit) as error:
-        # Statbel being down must not block a deployment: the API refreshes on demand.
+    except Exception as error:
+        # No failure of the download (Statbel down, a file it refuses) may block a deployment:
+        # the API refreshes on demand.
         logger.warning("health index not downloaded during deploy: %s", error)
         click.echo("The health index could not be downloaded now; the API will retry on demand.")
