@@ -93,3 +93,9 @@ def test_the_readme_documents_every_setting_with_its_default():
         shown = f"`{setting.default}`" if setting.default != "" else "(empty)"
         assert shown in rows[setting.env_var], f"{setting.env_var}: README default is not {shown}"
     assert set(rows) == {setting.env_var for setting in SETTINGS}, "README lists unknown settings"
+
+
+def test_an_sqlite_too_old_for_returning_refuses_to_start(app_config, monkeypatch):
+    monkeypatch.setattr("refapi.app.sqlite3.sqlite_version_info", (3, 31, 1))
+    with pytest.raises(ConfigError, match=r"3\.35 or newer"):
+        create_app({**app_config, "DATABASE_URL": "sqlite:///refapi.sqlite3"})

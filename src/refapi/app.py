@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sqlite3
 import sys
 import uuid
 from collections.abc import Mapping
@@ -115,7 +116,16 @@ def _extension_config(settings: Mapping[str, Any]) -> dict[str, Any]:
 DATABASE_CONNECT_TIMEOUT = 5
 
 
+# The store writes with INSERT/UPDATE ... RETURNING, which SQLite has from 3.35 on.
+MIN_SQLITE_VERSION = (3, 35)
+
+
 def _engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite") and sqlite3.sqlite_version_info < MIN_SQLITE_VERSION:
+        raise config.ConfigError(
+            f"SQLite {sqlite3.sqlite_version} is too old (3.35 or newer is needed): use a Python "
+            "built with a newer SQLite, or PostgreSQL (REFAPI_DATABASE_URL)."
+        )
     if url.startswith("postgresql"):
         return {
             "pool_pre_ping": True,
