@@ -83,3 +83,28 @@ def test_memoized_reads_fall_through_to_the_function_when_redis_is_down(make_app
         assert answer(21) == 42
         assert answer(21) == 42
     assert calls == [21, 21]
+
+
+def test_clearing_deletes_this_deployments_keys_and_nothing_else(cache_app, services):
+    import redis
+
+    other = redis.Redis.from_url(services["redis"])
+    other.set("someone-else:key", "kept")
+    try:
+        cache = backend(cache_app)
+        for number in range(1500):
+            cache.set(f"k{number}", number)
+        assert cache.clear() is True
+        assert cache.get_many("k0", "k1499") == [None, None]
+        assert other.get("someone-else:key") == b"kept"
+    finally:
+        other.delete("someone-else:key")
+        other.close()
+
+
+def test_an_empty_key_prefix_with_redis_refuses_to_start(app_config):
+    from refapi import create_app
+    from refapi.config import ConfigError
+
+    with pytest.raises(ConfigError, match="CACHE_KEY_PREFIX"):
+        create_app({**app_config, "REDIS_URL": "redis://127.0.0.1:6379/15", "CACHE_KEY_PREFIX": ""})

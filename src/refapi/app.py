@@ -99,6 +99,11 @@ def _extension_config(settings: Mapping[str, Any]) -> dict[str, Any]:
         },
     }
     if settings["REDIS_URL"]:
+        if not settings["CACHE_KEY_PREFIX"]:
+            raise config.ConfigError(
+                "REFAPI_CACHE_KEY_PREFIX must not be empty with Redis: refapi only ever deletes "
+                "keys under its prefix."
+            )
         timeout = settings["REDIS_TIMEOUT"]
         derived.update(
             CACHE_TYPE="refapi.caching.ResilientRedisCache",

@@ -54,7 +54,25 @@ class ResilientRedisCache(RedisCache):
         return bool(self._guard(lambda: self._write_client.ping(), failed=False, write=False))
 
     def clear(self) -> bool:
-        return bool(self._guard(super().clear, failed=False, write=True, flush_first=False))
+        """Delete this deployment's keys (those under the key prefix), and nothing else."""
+        return bool(self._guard(self._delete_own_keys, failed=False, write=True, flush_first=False))
+
+    def _delete_own_keys(self) -> bool:
+        # SCAN and UNLINK in batches, where cachelib's clear() runs KEYS (which blocks Redis)
+        # and, with an empty prefix, FLUSHDB (which would empty a shared Redis).
+        prefix = self._get_prefix()
+        if not prefix:
+            raise ValueError("ResilientRedisCache needs a key prefix")
+        client = self._write_client
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=prefix + "*", count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                client.unlink(*batch)
+                batch = []
+        if batch:
+            client.unlink(*batch)
+        return True
 
     def _guard(
         self,
@@ -75,7 +93,7 @@ class ResilientRedisCache(RedisCache):
         return result
 
     def _flush(self) -> None:
-        super().clear()
+        self._delete_own_keys()
         with self._state_lock:
             self._must_flush = False
         logger.warning("cache emptied: an invalidation was lost while Redis was unreachable")
