@@ -6,19 +6,12 @@ import logging
 
 import click
 import flask_migrate
-from flask import current_app
 from flask.cli import with_appcontext
 
+from refapi.indices import services as indices
+from refapi.zipcodes import services as zipcodes
+
 logger = logging.getLogger("refapi.deploy")
-
-
-def _feature_command(group: str, name: str) -> click.Command:
-    context = click.get_current_context()
-    feature = current_app.cli.get_command(context, group)
-    command = feature.get_command(context, name) if isinstance(feature, click.Group) else None
-    if command is None:
-        raise click.ClickException(f"`flask {group} {name}` is not available")
-    return command
 
 
 @click.command("deploy")
@@ -36,19 +29,24 @@ def _feature_command(group: str, name: str) -> click.Command:
     show_default=True,
     help="The migrations folder.",
 )
-@click.pass_context
 @with_appcontext
-def deploy(context: click.Context, seed: bool, directory: str) -> None:
+def deploy(seed: bool, directory: str) -> None:
     """Apply the database migrations, then seed reference data when asked."""
     flask_migrate.upgrade(directory=directory)
     click.echo("Database schema is up to date.")
     if not seed:
         return
-    context.invoke(_feature_command("zipcodes", "import"), if_empty=True)
+    imported = zipcodes.import_sample(if_empty=True)
+    if imported.skipped:
+        click.echo(f"The zipcode table already holds {imported.zipcodes} zipcodes: kept as it is.")
+    else:
+        click.echo(f"Imported the sample zipcode table: {imported.zipcodes} zipcodes.")
     try:
-        context.invoke(_feature_command("indices", "refresh"))
-    except Exception as error:
-        # No failure of the download (Statbel down, a file it refuses) may block a deployment:
-        # the API refreshes on demand.
+        outcome = indices.refresh()
+    except indices.RefreshFailed as error:
+        # Statbel being down, or a file it refuses, must not block a deployment: the API
+        # refreshes on demand.
         logger.warning("health index not downloaded during deploy: %s", error)
         click.echo("The health index could not be downloaded now; the API will retry on demand.")
+        return
+    click.echo(f"Health index stored: latest month {outcome.latest_month}.")
