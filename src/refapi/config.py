@@ -164,8 +164,8 @@ SETTINGS: tuple[Setting, ...] = (
         "INDEX_REFRESH_BUDGET",
         2.0,
         _positive_float,
-        "Seconds a request that starts a health index refresh waits for it before answering "
-        "from stored data (marked `stale`); other requests never wait.",
+        "Seconds a request waits for the first health index download when nothing is stored "
+        "yet (then 503); with stored data no request waits, it answers marked `stale`.",
     ),
     Setting(
         "INDEX_RETRY_INTERVAL",

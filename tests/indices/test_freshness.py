@@ -51,9 +51,15 @@ def test_fresh_data_is_answered_without_asking_statbel(stored, client, upstream,
     assert upstream.hits == 1
 
 
-def test_stale_data_is_refreshed_by_the_next_request(stored, client, upstream, auth_headers):
+def test_stale_data_is_answered_at_once_and_refreshed_in_the_background(
+    stored, client, upstream, auth_headers
+):
     age_data(stored)
     _serve_february(upstream)
+    body = client.get("/indices/health?base_year=1988", headers=auth_headers).get_json()
+    assert (body["month"], body["stale"]) == ("2021-01", True)
+    services.wait_for_background_refreshes()
+    assert upstream.hits == 2
     body = client.get("/indices/health?base_year=1988", headers=auth_headers).get_json()
     assert (body["month"], body["value"], body["stale"]) == ("2021-02", 183.01, False)
     assert upstream.hits == 2
@@ -70,7 +76,11 @@ def test_a_failed_refresh_serves_stored_data_marked_stale(
     assert response.status_code == 200
     body = response.get_json()
     assert (body["month"], body["value"], body["stale"]) == ("2021-01", 110.35, True)
+    services.wait_for_background_refreshes()
+    assert upstream.hits == 2
     assert stored_rows(stored) == before
+    body = client.get("/indices/health?base_year=2013", headers=auth_headers).get_json()
+    assert (body["month"], body["stale"]) == ("2021-01", True)
 
 
 @pytest.mark.parametrize("failure", UPSTREAM_FAILURES)
@@ -93,6 +103,7 @@ def test_after_a_failure_statbel_is_not_asked_again_before_the_retry_interval(
     _fail(upstream, "http-500")
     for _ in range(3):
         assert client.get("/indices/health", headers=auth_headers).get_json()["stale"] is True
+        services.wait_for_background_refreshes()
     assert upstream.hits == 2
 
 
@@ -100,8 +111,11 @@ def test_after_the_retry_interval_a_request_tries_again(stored, client, upstream
     age_data(stored)
     _fail(upstream, "http-500")
     client.get("/indices/health", headers=auth_headers)
+    services.wait_for_background_refreshes()
     age_data(stored, hours=1)  # the failed attempt is now an hour old
     _serve_february(upstream)
+    assert client.get("/indices/health", headers=auth_headers).get_json()["stale"] is True
+    services.wait_for_background_refreshes()
     body = client.get("/indices/health", headers=auth_headers).get_json()
     assert (body["month"], body["stale"]) == ("2021-02", False)
     assert upstream.hits == 3
@@ -111,7 +125,9 @@ def test_twenty_concurrent_requests_on_stale_data_reach_statbel_once(
     make_indices_app, upstream, auth_headers
 ):
     # Two apps on one database, each with its own cache: two worker processes.
-    workers = [make_indices_app(INDEX_REFRESH_BUDGET=0.05, STATBEL_TIMEOUT=5.0) for _ in range(2)]
+    # A budget longer than the join below: even the request that starts the refresh must not
+    # spend it while stored data can answer.
+    workers = [make_indices_app(INDEX_REFRESH_BUDGET=10.0, STATBEL_TIMEOUT=15.0) for _ in range(2)]
     with workers[0].app_context():
         services.refresh()
     age_data(workers[0])
@@ -134,7 +150,7 @@ def test_twenty_concurrent_requests_on_stale_data_reach_statbel_once(
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=4)  # far below STATBEL_TIMEOUT: nobody waits for Statbel
+        thread.join(timeout=4)  # far below the budget and STATBEL_TIMEOUT: nobody waits
     assert not any(thread.is_alive() for thread in threads)
     # Everyone answered from stored data while the one refresh waited on Statbel.
     assert answers == [(200, "2021-01", True)] * 20
@@ -169,6 +185,8 @@ def test_an_expired_lease_is_taken_over(stored, client, upstream, auth_headers):
         holder = services._acquire_lease()
         services._release_lease(holder)  # as if its holder died and the lease expired
     _serve_february(upstream)
+    assert client.get("/indices/health", headers=auth_headers).get_json()["stale"] is True
+    services.wait_for_background_refreshes()
     assert client.get("/indices/health", headers=auth_headers).get_json()["month"] == "2021-02"
 
 

@@ -3,8 +3,9 @@
 Reads come from the database through memoized functions, invalidated by every refresh. A read
 finds the data stale (older than ``INDEX_MAX_AGE``) or absent, and starts a refresh in a
 background thread; a lease row in the database lets only one refresh run at a time across
-threads and worker processes. The request that started it waits at most
-``INDEX_REFRESH_BUDGET`` seconds; every other request answers from stored data at once.
+threads and worker processes. Meanwhile every request, the one that started it included, answers
+at once from stored data, marked stale; only when nothing is stored yet does the request that
+started the refresh wait for it, at most ``INDEX_REFRESH_BUDGET`` seconds.
 """
 
 from __future__ import annotations
@@ -343,7 +344,9 @@ def freshness() -> Freshness:
         return Freshness(retrieved_at=retrieved, stale=False)
     if config["STATBEL_URL"] and _attempt_due(times["attempted_at"]):
         worker = _start_background_refresh()
-        if worker is not None:
+        if worker is not None and retrieved is None:
+            # Nothing to answer with: worth a short wait. With stored data nobody waits, not
+            # even this request (a sync worker waiting would hold every request queued on it).
             worker.join(config["INDEX_REFRESH_BUDGET"])
             times = _refresh_times()
             retrieved = times["retrieved_at"]
