@@ -7,6 +7,8 @@ import logging
 import pytest
 import sqlalchemy as sa
 
+from refapi.caching import read_through
+from refapi.extensions import cache as flask_cache
 from tests.tcp_proxy import TcpProxy
 
 
@@ -108,3 +110,86 @@ def test_an_empty_key_prefix_with_redis_refuses_to_start(app_config):
 
     with pytest.raises(ConfigError, match="CACHE_KEY_PREFIX"):
         create_app({**app_config, "REDIS_URL": "redis://127.0.0.1:6379/15", "CACHE_KEY_PREFIX": ""})
+
+
+# read_through, on whichever backend the configuration uses (A: in-process, B: Redis) ----------
+
+
+def test_read_through_loads_a_miss_once_then_serves_it_from_the_cache(app):
+    loads = []
+
+    def load():
+        loads.append(1)
+        return {"value": 1}
+
+    with app.app_context():
+        assert read_through(flask_cache, "k", load) == {"value": 1}
+        assert read_through(flask_cache, "k", load) == {"value": 1}
+    assert len(loads) == 1
+
+
+def test_read_through_never_caches_nothing(app):
+    loads = []
+    with app.app_context():
+        for _ in range(2):
+            assert read_through(flask_cache, "k", lambda: loads.append(1)) is None
+    assert len(loads) == 2
+
+
+def test_a_value_loaded_before_an_invalidation_is_answered_but_not_cached(app):
+    cache = backend(app)
+
+    def load_while_a_write_lands():
+        value = {"value": "old"}  # read from the database...
+        cache.delete("k")  # ...then a write commits and invalidates the key
+        return value
+
+    with app.app_context():
+        assert read_through(flask_cache, "k", load_while_a_write_lands) == {"value": "old"}
+        assert read_through(flask_cache, "k", lambda: {"value": "new"}) == {"value": "new"}
+        assert cache.get("k") == {"value": "new"}
+
+
+def test_while_one_read_holds_the_lease_another_reads_without_filling(app):
+    cache = backend(app)
+    second = []
+
+    def first_load():
+        second.append(read_through(flask_cache, "k", lambda: {"value": "second"}))
+        return {"value": "first"}
+
+    with app.app_context():
+        assert read_through(flask_cache, "k", first_load) == {"value": "first"}
+        assert second == [{"value": "second"}]
+        assert cache.get("k") == {"value": "first"}
+
+
+@pytest.mark.services
+def test_a_redis_hit_is_one_round_trip(make_app, services_config, monkeypatch):
+    app = make_app(**services_config)
+    cache = backend(app)
+    context = app.app_context()
+    context.push()
+    assert read_through(flask_cache, "k", lambda: {"value": 1}) == {"value": 1}
+    commands = []
+    for client in {cache._read_client, cache._write_client}:
+        original = client.execute_command
+
+        def counted(*args, _original=original, **kwargs):
+            commands.append(args[0])
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(client, "execute_command", counted)
+    assert read_through(flask_cache, "k", lambda: {"value": 2}) == {"value": 1}
+    context.pop()
+    assert len(commands) == 1, commands
+
+
+def test_read_through_with_redis_unreachable_loads_every_time(make_app):
+    app = make_app(REDIS_URL="redis://127.0.0.1:1/0", REDIS_TIMEOUT=0.2)
+    loads = []
+    with app.app_context():
+        for _ in range(2):
+            value = read_through(flask_cache, "k", lambda: loads.append(1) or {"value": 1})
+            assert value == {"value": 1}
+    assert len(loads) == 2

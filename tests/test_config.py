@@ -55,7 +55,7 @@ def test_the_environment_configures_the_keys(monkeypatch, tmp_path):
 
 def test_no_redis_url_means_an_in_process_cache(app_config):
     app = create_app({**app_config, "REDIS_URL": ""})
-    assert app.config["CACHE_TYPE"] == "SimpleCache"
+    assert app.config["CACHE_TYPE"] == "refapi.caching.LocalCache"
     assert app.config["CACHE_THRESHOLD"] == 20_000
 
 

@@ -112,7 +112,9 @@ def _extension_config(settings: Mapping[str, Any]) -> dict[str, Any]:
             CACHE_OPTIONS={"socket_connect_timeout": timeout, "socket_timeout": timeout},
         )
     else:
-        derived.update(CACHE_TYPE="SimpleCache", CACHE_THRESHOLD=settings["CACHE_THRESHOLD"])
+        derived.update(
+            CACHE_TYPE="refapi.caching.LocalCache", CACHE_THRESHOLD=settings["CACHE_THRESHOLD"]
+        )
     return derived
 
 

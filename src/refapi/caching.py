@@ -8,6 +8,11 @@ because its invalidation could not reach Redis.
 
 A failed invalidation may leave an old value in a Redis that was only out of reach: so after
 any failed write the backend empties its own keys (its key prefix) before it answers again.
+
+``read_through`` reads a value through the cache in one round trip on a hit, and fills it on a
+miss under a lease (as memcached's leases do), so that a read that loses a race with a write can
+never leave the replaced value cached. Both backends here, ``LocalCache`` (in-process) and
+``ResilientRedisCache``, implement the two atomic steps it needs.
 """
 
 from __future__ import annotations
@@ -15,12 +20,15 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import redis
 from flask import Flask
+from flask_caching import Cache
 from flask_caching.backends.rediscache import RedisCache
+from flask_caching.backends.simplecache import SimpleCache
 
 logger = logging.getLogger("refapi.cache")
 
@@ -30,12 +38,86 @@ _READS = ("get", "get_many", "has")
 _WRITES = ("set", "add", "set_many", "delete", "delete_many", "inc", "dec", "unlink")
 
 
+# A lease is a string value that no cached value can equal: callers cache dicts and lists.
+_LEASE_PREFIX = "\x00refapi-lease:"
+# How long a lease keeps others from filling a key: a reader that died holding it only delays
+# caching that key this long. A slower reader's fill simply fails.
+LEASE_SECONDS = 10
+
+
+class LeasingCache(Protocol):
+    def get_or_lease(self, key: str, lease: str, timeout: int) -> tuple[Any, bool]: ...
+
+    def replace_lease(self, key: str, lease: str, value: Any, timeout: int | None) -> bool: ...
+
+
+def read_through(
+    cache: Cache, key: str, load: Callable[[], T | None], *, timeout: int | None = None
+) -> T | None:
+    """``load()``, through the cache: one cache operation on a hit, two around ``load`` on a miss.
+
+    ``cache``'s backend must be ``LocalCache`` or ``ResilientRedisCache`` (see ``create_app``).
+
+    ``None`` (nothing to cache) is never cached. Writers invalidate by deleting ``key`` after
+    their commit: that also deletes the lease of any read in flight, whose fill then fails, so a
+    value loaded before the write can never be cached after it.
+    """
+    backend = cast(LeasingCache, cache.cache)
+    lease = _LEASE_PREFIX + uuid.uuid4().hex
+    cached, leased = backend.get_or_lease(key, lease, LEASE_SECONDS)
+    if cached is not None and not (isinstance(cached, str) and cached.startswith(_LEASE_PREFIX)):
+        return cast(T, cached)
+    value = load()
+    if leased and value is not None:
+        backend.replace_lease(key, lease, value, timeout)
+    return value
+
+
+class LocalCache(SimpleCache):
+    """Flask-Caching's in-process cache, with the two atomic steps of ``read_through``."""
+
+    def get_or_lease(self, key: str, lease: str, timeout: int) -> tuple[Any, bool]:
+        with self._lock:
+            value = self.get(key)
+            if value is not None:
+                return value, False
+            self.set(key, lease, timeout)
+            return None, True
+
+    def replace_lease(self, key: str, lease: str, value: Any, timeout: int | None) -> bool:
+        with self._lock:
+            if self.get(key) != lease:
+                return False
+            return bool(self.set(key, value, timeout))
+
+
+# KEYS[1]: the key; ARGV: the serialised lease, its seconds. The value, or nothing after leasing.
+_GET_OR_LEASE = """
+local value = redis.call('GET', KEYS[1])
+if value then return {value, 0} end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return {false, 1}
+"""
+# KEYS[1]: the key; ARGV: the serialised lease, the serialised value, its seconds (0: none).
+_REPLACE_LEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return 1
+"""
+
+
 class ResilientRedisCache(RedisCache):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._state_lock = threading.Lock()
         self._available = True
         self._must_flush = False
+        self._get_or_lease_script = self._write_client.register_script(_GET_OR_LEASE)
+        self._replace_lease_script = self._write_client.register_script(_REPLACE_LEASE)
 
     @classmethod
     def factory(
@@ -52,6 +134,36 @@ class ResilientRedisCache(RedisCache):
     def ping(self) -> bool:
         """Whether Redis answers now; recovers (and flushes if needed) when it does."""
         return bool(self._guard(lambda: self._write_client.ping(), failed=False, write=False))
+
+    def get_or_lease(self, key: str, lease: str, timeout: int) -> tuple[Any, bool]:
+        """The cached value, or (None, True) after setting ``lease``; (None, False) when down."""
+
+        def run() -> tuple[Any, bool]:
+            name = self._get_prefix() + key
+            value, leased = self._get_or_lease_script(
+                keys=[name], args=[self.serializer.dumps(lease), timeout]
+            )
+            return (None if value is None else self.serializer.loads(value)), bool(leased)
+
+        return self._guard(run, failed=(None, False), write=False)
+
+    def replace_lease(self, key: str, lease: str, value: Any, timeout: int | None) -> bool:
+        """Cache ``value`` under ``key`` if ``key`` still holds ``lease``."""
+
+        def run() -> bool:
+            return bool(
+                self._replace_lease_script(
+                    keys=[self._get_prefix() + key],
+                    args=[
+                        self.serializer.dumps(lease),
+                        self.serializer.dumps(value),
+                        self._normalize_timeout(timeout),
+                    ],
+                )
+            )
+
+        # Not filling is always safe: a failure here loses no invalidation.
+        return bool(self._guard(run, failed=False, write=False))
 
     def clear(self) -> bool:
         """Delete this deployment's keys (those under the key prefix), and nothing else."""

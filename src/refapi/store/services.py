@@ -4,17 +4,17 @@ Every write is one conditional SQL statement (an upsert, an ``INSERT ... ON CONF
 NOTHING``, an ``UPDATE``/``DELETE ... WHERE version IN (...)``), so the database decides
 races: no lost update and no double create, on SQLite and PostgreSQL alike.
 
-Reads are memoized per (client, key, generation). A write commits, then gives the key a new
-random generation: a read that began before the commit can only fill the cache under the old
-generation, which nobody asks for again, so no read that starts after a write has returned
-can see the value it replaced (a plain delete of the cached entry would lose that race).
+Reads go through the cache with ``refapi.caching.read_through``: a hit is one cache operation,
+and a miss fills the cache under a lease. A write commits, then deletes the key's cache entry,
+and with it the lease of any read in flight: a read that began before the commit cannot fill the
+cache with the value the write replaced, so no read that starts after a write has returned can
+see that value.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.dialects import postgresql, sqlite
 
+from refapi.caching import read_through
 from refapi.extensions import cache, db
 from refapi.pagination import page_body
 from refapi.store.errors import AlreadyExists, KeyNotFound, ValueTooLarge, VersionMismatch
@@ -62,7 +63,7 @@ def value_size(value: Any) -> int:
 
 
 def read(*, client: str, key: str) -> EntryData:
-    entry = _load(client, key, _generation(client, key))
+    entry = read_through(cache, _cache_key(client, key), lambda: _load(client, key))
     if entry is None:
         raise KeyNotFound(f"There is no key {key!r}.")
     return entry
@@ -254,34 +255,21 @@ def import_entries(entries: list[dict[str, Any]], *, replace: bool = False) -> N
         _invalidate(row["client"], row["key"])
 
 
-@cache.memoize(response_filter=lambda entry: entry is not None)
-def _load(client: str, key: str, generation: str) -> EntryData | None:
+def _load(client: str, key: str) -> EntryData | None:
     row = db.session.execute(sa.select(*_ENTRY_COLUMNS).where(_is(client, key))).first()
     return None if row is None else _entry_data(row)
 
 
-def _generation_key(client: str, key: str) -> str:
+def _cache_key(client: str, key: str) -> str:
     # Hashed: keys may hold spaces and be 256 characters long, cache keys should not.
     digest = hashlib.sha256(f"{client}\n{key}".encode()).hexdigest()
-    return f"store.generation.{digest}"
-
-
-def _generation(client: str, key: str) -> str:
-    name = _generation_key(client, key)
-    generation = cache.get(name)
-    if generation is None:
-        # Fresh and random, so that an evicted or expired generation is never reused: the
-        # entries cached under an old one stay out of reach. If another request set one
-        # first, ours only names entries nobody else reads.
-        generation = uuid.uuid4().hex
-        cache.add(name, generation)
-    return str(generation)
+    return f"store.entry.{digest}"
 
 
 def _invalidate(client: str, key: str) -> None:
     # With Redis down this is a no-op that the cache backend remembers: it empties itself
     # before serving again, so the lost invalidation cannot surface later.
-    cache.set(_generation_key(client, key), uuid.uuid4().hex)
+    cache.delete(_cache_key(client, key))
 
 
 def _dialect_module() -> Any:
