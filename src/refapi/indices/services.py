@@ -20,12 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from flask import Flask, current_app
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from refapi.caching import read_through
 from refapi.errors import ApiError
 from refapi.extensions import cache, db
 from refapi.indices import statbel
@@ -318,11 +319,6 @@ def wait_for_background_refreshes(timeout: float | None = None) -> None:
         thread.join(timeout)
 
 
-@cache.memoize()
-def _refresh_times() -> dict[str, datetime | None]:
-    return _refresh_times_uncached()
-
-
 def _refresh_times_uncached() -> dict[str, datetime | None]:
     retrieved = db.session.scalar(
         sa.select(sa.func.max(Refresh.finished_at)).where(Refresh.succeeded.is_(True))
@@ -331,31 +327,50 @@ def _refresh_times_uncached() -> dict[str, datetime | None]:
     return {"retrieved_at": _as_utc(retrieved), "attempted_at": _as_utc(attempted)}
 
 
-def freshness() -> Freshness:
-    """When the stored data was retrieved and whether it is stale, refreshing it when due.
+SUMMARY_KEY = "indices.summary"
+
+
+def _summary() -> dict[str, Any]:
+    """What most reads need, in one cache read, emptied by every refresh.
+
+    The refresh times, each base year's latest month (``latest``) and those months' values
+    (``months``).
+    """
+    # _load_summary always answers: never None.
+    return cast(dict[str, Any], read_through(cache, SUMMARY_KEY, _load_summary))
+
+
+def _load_summary() -> dict[str, Any]:
+    latest = _load_latest_months()
+    months = {month: _load_month_values(month) for month in set(latest.values())}
+    return {**_refresh_times_uncached(), "latest": latest, "months": months}
+
+
+def _read_state() -> tuple[Freshness, dict[str, Any]]:
+    """The stored data's freshness, refreshing it when due, and the summary it was read from.
 
     Raises ``UpstreamUnavailable`` when nothing is stored and no refresh has stored anything.
     """
     config = current_app.config
     max_age = timedelta(seconds=config["INDEX_MAX_AGE"])
-    times = _refresh_times()
-    retrieved = times["retrieved_at"]
+    summary = _summary()
+    retrieved = summary["retrieved_at"]
     if retrieved is not None and utcnow() - retrieved < max_age:
-        return Freshness(retrieved_at=retrieved, stale=False)
-    if config["STATBEL_URL"] and _attempt_due(times["attempted_at"]):
+        return Freshness(retrieved_at=retrieved, stale=False), summary
+    if config["STATBEL_URL"] and _attempt_due(summary["attempted_at"]):
         worker = _start_background_refresh()
         if worker is not None and retrieved is None:
             # Nothing to answer with: worth a short wait. With stored data nobody waits, not
             # even this request (a sync worker waiting would hold every request queued on it).
             worker.join(config["INDEX_REFRESH_BUDGET"])
-            times = _refresh_times()
-            retrieved = times["retrieved_at"]
+            summary = _summary()
+            retrieved = summary["retrieved_at"]
     if retrieved is None:
         raise UpstreamUnavailable(
             "No health index is stored yet and Statbel could not be reached; try again later.",
-            headers={"Retry-After": str(_retry_after(times["attempted_at"]))},
+            headers={"Retry-After": str(_retry_after(summary["attempted_at"]))},
         )
-    return Freshness(retrieved_at=retrieved, stale=utcnow() - retrieved >= max_age)
+    return Freshness(retrieved_at=retrieved, stale=utcnow() - retrieved >= max_age), summary
 
 
 def _attempt_due(attempted_at: datetime | None) -> bool:
@@ -412,8 +427,7 @@ def _background_refresh(app: Flask, holder: str) -> None:
 # Reads -----------------------------------------------------------------------------------------
 
 
-@cache.memoize()
-def _latest_months() -> dict[int, str]:
+def _load_latest_months() -> dict[int, str]:
     """Each base year that has a health index, with its latest month."""
     period = MonthlyIndex.year * 100 + MonthlyIndex.month
     rows = db.session.execute(
@@ -427,6 +441,10 @@ def _latest_months() -> dict[int, str]:
 
 @cache.memoize()
 def _month_values(month: str) -> list[dict[str, Any]]:
+    return _load_month_values(month)
+
+
+def _load_month_values(month: str) -> list[dict[str, Any]]:
     year, number = _split_month(month)
     rows = db.session.execute(
         sa.select(MonthlyIndex.base_year, MonthlyIndex.health, MonthlyIndex.smoothed)
@@ -466,11 +484,12 @@ def _history(base_year: int, start: str, end: str, page: int, page_size: int) ->
     return {"items": items, "total": total or 0}
 
 
-_MEMOIZED = (_refresh_times, _latest_months, _month_values, _history)
+_MEMOIZED = (_month_values, _history)
 
 
 def _invalidate() -> None:
     # ResilientRedisCache turns an unreachable Redis into a logged no-op; SimpleCache cannot fail.
+    cache.delete(SUMMARY_KEY)
     for function in _MEMOIZED:
         cache.delete_memoized(function)
 
@@ -494,16 +513,16 @@ def _stamp(body: dict[str, Any], state: Freshness) -> dict[str, Any]:
 
 def current(*, base_year: str | None) -> dict[str, Any]:
     """The latest month with a health index: every base year's value, or one base year's."""
-    state = freshness()
-    latest = _latest_months()
+    state, summary = _read_state()
+    latest = summary["latest"]
     if base_year is None:
         if not latest:
             raise IndexNotPublished("No health index is stored.")
         month = max(latest.values())
-        return _stamp({"month": month, "indices": _month_values(month)}, state)
+        return _stamp({"month": month, "indices": summary["months"][month]}, state)
     year = _base_year(base_year, latest)
     month = latest[year]
-    for value in _month_values(month):
+    for value in summary["months"][month]:
         if value["base_year"] == year:
             return _stamp({"month": month, **value}, state)
     # Only when two cached reads disagree (a write the cache has not seen yet).
@@ -513,10 +532,10 @@ def current(*, base_year: str | None) -> dict[str, Any]:
 def month_values(*, month: str, base_year: str | None) -> dict[str, Any]:
     """One month's health index: every base year's value, or one base year's."""
     month = normalise_month(month)
-    state = freshness()
-    latest = _latest_months()
+    state, summary = _read_state()
+    latest = summary["latest"]
     year = None if base_year is None else _base_year(base_year, latest)
-    values = _month_values(month)
+    values = summary["months"][month] if month in summary["months"] else _month_values(month)
     if year is not None:
         values = [row for row in values if row["base_year"] == year]
     if not values:
@@ -531,8 +550,8 @@ def history(
     *, base_year: str, start: str | None, end: str | None, page: int, page_size: int
 ) -> dict[str, Any]:
     """A base year's monthly series, oldest first, one page at a time."""
-    state = freshness()
-    year = _base_year(base_year, _latest_months())
+    state, summary = _read_state()
+    year = _base_year(base_year, summary["latest"])
     first = start or "0001-01"
     last = end or "9999-12"
     if (page - 1) * page_size > MAX_OFFSET:
@@ -562,8 +581,8 @@ def indexation(
     *, amount: Decimal, base_year: int, start_month: str, target_month: str
 ) -> dict[str, Any]:
     """Belgian rent indexation: ``amount x index(target) / index(start)``, to the cent."""
-    freshness()
-    year = _base_year(base_year, _latest_months())
+    _, summary = _read_state()
+    year = _base_year(base_year, summary["latest"])
     start_index = _index(year, start_month)
     target_index = _index(year, target_month)
     indexed = (amount * target_index / start_index).quantize(CENT, rounding=ROUND_HALF_UP)
