@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
+import http.client
 import signal
 import subprocess
 import time
 
+import psutil
 import pytest
 import requests
 
@@ -92,3 +94,33 @@ def test_a_request_in_flight_completes_on_sigterm(serve, upstream):
     assert response.json()["month"] == "2021-01"
     assert server.process.wait(timeout=40) == 0
     server.exit_code = 0
+
+
+def test_keep_alive_connections_opened_at_once_are_spread_over_the_workers(serve):
+    # A proxy's pool or a load generator opens its connections in a burst and keeps them. With
+    # one shared listening socket, one worker could take them all and leave the others idle.
+    server = serve({"REFAPI_WORKERS": "2"})
+    port = int(server.url.rsplit(":", 1)[1])
+    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(24)]
+    try:
+        for connection in connections:
+            connection.connect()
+        for connection in connections:
+            connection.request("GET", "/ping")
+            assert connection.getresponse().read() == b'{"status":"ok"}\n'
+        workers = psutil.Process(server.process.pid).children()
+        assert len(workers) == 2
+        held = [
+            sum(
+                1
+                for socket in worker.net_connections(kind="tcp")
+                if socket.status == psutil.CONN_ESTABLISHED and socket.laddr.port == port
+            )
+            for worker in workers
+        ]
+    finally:
+        for connection in connections:
+            connection.close()
+    assert sum(held) == 24
+    # The kernel spreads connections by hash: all 24 on one worker has odds of 2 in 2**24.
+    assert min(held) > 0, held
