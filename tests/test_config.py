@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -99,3 +100,34 @@ def test_an_sqlite_too_old_for_returning_refuses_to_start(app_config, monkeypatc
     monkeypatch.setattr("refapi.app.sqlite3.sqlite_version_info", (3, 31, 1))
     with pytest.raises(ConfigError, match=r"3\.35 or newer"):
         create_app({**app_config, "DATABASE_URL": "sqlite:///refapi.sqlite3"})
+
+
+def test_the_app_still_tells_coroutine_functions_from_plain_ones(app_config):
+    # create_app's Flask remembers, per function, whether it is a coroutine function.
+    app = create_app(app_config)
+
+    def plain():
+        return "plain"
+
+    async def coroutine():
+        return "coroutine"
+
+    class View:
+        def get(self):
+            return "bound"
+
+    assert app.ensure_sync(plain) is plain
+    assert app.ensure_sync(plain) is plain
+    method = View().get
+    assert app.ensure_sync(method) is method
+    # Recognised every time: wrapped to run to completion, or refused where Flask's "async"
+    # extra (asgiref) is not installed; never handed back to be called as a plain function.
+    has_async_extra = importlib.util.find_spec("asgiref") is not None
+    for _ in range(2):
+        if has_async_extra:
+            wrapped = app.ensure_sync(coroutine)
+            assert wrapped is not coroutine
+            assert wrapped() == "coroutine"
+        else:
+            with pytest.raises(RuntimeError, match="async"):
+                app.ensure_sync(coroutine)
