@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness import backends, bench, report, study
+from harness import backends, bench, inprocess, report, study
 from harness.context import BENCHMARKS, Context, Settings, describe_machine, load_average
 from harness.upstream import Upstream
 
@@ -36,6 +36,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="the concurrency study (sync vs gthread, slow database, slow "
         "upstream, 1 to 128 connections) instead of the endpoint benchmark",
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="instead of loads: each hot path's cost in the app itself, calling it directly "
+        "(microseconds per request, no server); see harness/inprocess.py",
+    )
+    parser.add_argument(
+        "--cprofile",
+        metavar="PATH_NAME",
+        help="with --in-process: cProfile one path (ping, authorize, get-hit, get-miss, "
+        "zipcode, indices)",
     )
     parser.add_argument(
         "--configs",
@@ -121,6 +133,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.render:
         return render(args.render)
+    if args.in_process:
+        return inprocess.main(
+            project_root=args.project_root.resolve(),
+            configs=[name.strip() for name in args.configs.split(",") if name.strip()],
+            database_url=args.database_url,
+            redis_url=args.redis_url,
+            cprofile=args.cprofile,
+            output=args.output.resolve() if args.output else None,
+        )
     preset = QUICK if args.quick else FULL
     settings = Settings(
         duration=args.duration or preset["duration"],
