@@ -7,7 +7,7 @@ import logging
 import pytest
 import sqlalchemy as sa
 
-from refapi.caching import read_through
+from refapi.caching import delete_prefixed, read_through
 from refapi.extensions import cache as flask_cache
 from tests.tcp_proxy import TcpProxy
 
@@ -193,3 +193,27 @@ def test_read_through_with_redis_unreachable_loads_every_time(make_app):
             value = read_through(flask_cache, "k", lambda: loads.append(1) or {"value": 1})
             assert value == {"value": 1}
     assert len(loads) == 2
+
+
+def test_deleting_a_prefix_deletes_its_keys_and_leases_and_nothing_else(app):
+    with app.app_context():
+        cache = backend(app)
+        read_through(flask_cache, "zip.1000", lambda: {"factor": "A"})
+        read_through(flask_cache, "zip*.other", lambda: {"factor": "B"})
+        read_through(flask_cache, "store.k", lambda: {"value": 1})
+        # A prefix is literal, never a pattern: "zip*" is not "zip" and anything.
+        assert delete_prefixed(flask_cache, "zip*")
+        assert cache.get("zip*.other") is None
+        assert cache.get("zip.1000") == {"factor": "A"}
+
+        def load_while_an_import_lands():
+            value = {"factor": "old"}  # read from the table...
+            assert delete_prefixed(flask_cache, "zip.")  # ...then an import commits
+            return value
+
+        assert read_through(flask_cache, "zip.2000", load_while_an_import_lands) == {
+            "factor": "old"
+        }
+        assert cache.get("zip.1000") is None
+        assert cache.get("zip.2000") is None, "a fill after the deletion must fail"
+        assert cache.get("store.k") == {"value": 1}

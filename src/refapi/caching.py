@@ -50,6 +50,8 @@ class LeasingCache(Protocol):
 
     def replace_lease(self, key: str, lease: str, value: Any, timeout: int | None) -> bool: ...
 
+    def delete_prefixed(self, prefix: str) -> bool: ...
+
 
 def read_through(
     cache: Cache, key: str, load: Callable[[], T | None], *, timeout: int | None = None
@@ -59,8 +61,9 @@ def read_through(
     ``cache``'s backend must be ``LocalCache`` or ``ResilientRedisCache`` (see ``create_app``).
 
     ``None`` (nothing to cache) is never cached. Writers invalidate by deleting ``key`` after
-    their commit: that also deletes the lease of any read in flight, whose fill then fails, so a
-    value loaded before the write can never be cached after it.
+    their commit (or, for many keys at once, ``delete_prefixed``): that also deletes the lease of
+    any read in flight, whose fill then fails, so a value loaded before the write can never be
+    cached after it.
     """
     backend = cast(LeasingCache, cache.cache)
     lease = _LEASE_PREFIX + uuid.uuid4().hex
@@ -71,6 +74,11 @@ def read_through(
     if leased and value is not None:
         backend.replace_lease(key, lease, value, timeout)
     return value
+
+
+def delete_prefixed(cache: Cache, prefix: str) -> bool:
+    """Delete every key of ``cache`` that starts with ``prefix``, leases included."""
+    return cast(LeasingCache, cache.cache).delete_prefixed(prefix)
 
 
 class LocalCache(SimpleCache):
@@ -89,6 +97,13 @@ class LocalCache(SimpleCache):
             if self.get(key) != lease:
                 return False
             return bool(self.set(key, value, timeout))
+
+    def delete_prefixed(self, prefix: str) -> bool:
+        """Delete every key that starts with ``prefix`` (leases included)."""
+        with self._lock:
+            for key in [key for key in self._cache if key.startswith(prefix)]:
+                del self._cache[key]
+        return True
 
 
 # KEYS[1]: the key; ARGV: the serialised lease, its seconds. The value, or nothing after leasing.
@@ -169,15 +184,24 @@ class ResilientRedisCache(RedisCache):
         """Delete this deployment's keys (those under the key prefix), and nothing else."""
         return bool(self._guard(self._delete_own_keys, failed=False, write=True, flush_first=False))
 
-    def _delete_own_keys(self) -> bool:
+    def delete_prefixed(self, prefix: str) -> bool:
+        """Delete every key that starts with ``prefix`` (leases included).
+
+        SCAN returns every key that exists from its start to its end, so a lease taken before
+        the call is deleted even if its reader fills it meanwhile; a lease taken after the scan
+        passed its key belongs to a read that began after the caller's commit.
+        """
+        return bool(self._guard(lambda: self._delete_own_keys(prefix), failed=False, write=True))
+
+    def _delete_own_keys(self, prefix: str = "") -> bool:
         # SCAN and UNLINK in batches, where cachelib's clear() runs KEYS (which blocks Redis)
         # and, with an empty prefix, FLUSHDB (which would empty a shared Redis).
-        prefix = self._get_prefix()
-        if not prefix:
+        own = self._get_prefix()
+        if not own:
             raise ValueError("ResilientRedisCache needs a key prefix")
         client = self._write_client
         batch: list[bytes] = []
-        for key in client.scan_iter(match=prefix + "*", count=1000):
+        for key in client.scan_iter(match=_glob_escape(own + prefix) + "*", count=1000):
             batch.append(key)
             if len(batch) == 1000:
                 client.unlink(*batch)
@@ -227,6 +251,11 @@ class ResilientRedisCache(RedisCache):
             self._available = True
         if not was_available:
             logger.warning("cache available again")
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally in a Redis MATCH pattern."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
 
 
 def _guarded(name: str, *, write: bool) -> Callable[..., Any]:

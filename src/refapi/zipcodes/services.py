@@ -1,4 +1,4 @@
-"""Zipcode lookups and listings (memoized), and the import that replaces the whole table."""
+"""Zipcode lookups and listings (cached), and the import that replaces the whole table."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 
+from refapi.caching import delete_prefixed, read_through
 from refapi.extensions import cache, db
 from refapi.pagination import page_body
 from refapi.zipcodes import risk_table
@@ -65,10 +66,20 @@ def read(*, zipcode: int) -> dict[str, Any]:
     return found
 
 
-# Not found is cached too (as risk_factor None in a dict, since a cached None is a miss), so a
-# client probing absent zipcodes does not reach the database on every request.
-@cache.memoize()
+_LOOKUP_PREFIX = "zipcodes.lookup."
+
+
 def lookup(zipcode: int) -> dict[str, Any]:
+    """The zipcode and its factor (None when absent), through the cache: one round trip a hit.
+
+    Not found is cached too (as risk_factor None in a dict), so a client probing absent
+    zipcodes does not reach the database on every request.
+    """
+    found = read_through(cache, f"{_LOOKUP_PREFIX}{zipcode}", lambda: _load_lookup(zipcode))
+    return cast(dict[str, Any], found)  # _load_lookup never answers None
+
+
+def _load_lookup(zipcode: int) -> dict[str, Any]:
     factor = db.session.scalar(sa.select(Zipcode.risk_factor).where(Zipcode.zipcode == zipcode))
     return {"zipcode": zipcode, "risk_factor": factor}
 
@@ -119,9 +130,10 @@ def invalidate() -> None:
 
     Deleting a memoized function's version key, rather than its entries one by one, also
     makes harmless a read that fetched the old table just before the import committed: it
-    stores its result under the old version, which no one reads any more.
+    stores its result under the old version, which no one reads any more. Lookups are read
+    through leases, which deleting their keys also deletes (``refapi.caching.read_through``).
     """
-    cache.delete_memoized(lookup)
+    delete_prefixed(cache, _LOOKUP_PREFIX)
     cache.delete_memoized(_page)
     cache.delete_memoized(_total)
 
