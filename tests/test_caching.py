@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -91,16 +92,18 @@ def test_clearing_deletes_this_deployments_keys_and_nothing_else(cache_app, serv
     import redis
 
     other = redis.Redis.from_url(services["redis"])
-    other.set("someone-else:key", "kept")
+    # Unique: tox runs two environments at once against the same Redis.
+    elsewhere = f"someone-else-{uuid.uuid4().hex}:key"
+    other.set(elsewhere, "kept")
     try:
         cache = backend(cache_app)
         for number in range(1500):
             cache.set(f"k{number}", number)
         assert cache.clear() is True
         assert cache.get_many("k0", "k1499") == [None, None]
-        assert other.get("someone-else:key") == b"kept"
+        assert other.get(elsewhere) == b"kept"
     finally:
-        other.delete("someone-else:key")
+        other.delete(elsewhere)
         other.close()
 
 

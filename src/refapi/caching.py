@@ -82,7 +82,29 @@ def delete_prefixed(cache: Cache, prefix: str) -> bool:
 
 
 class LocalCache(SimpleCache):
-    """Flask-Caching's in-process cache, with the two atomic steps of ``read_through``."""
+    """Flask-Caching's in-process cache, with the two atomic steps of ``read_through``.
+
+    Deletions take the same lock as the lease steps, so that an invalidation can never fall
+    between a fill's check of its lease and its write. (cachelib's SimpleCache has a lock of its
+    own from 0.15 on; 0.14, the last for Python 3.10, has none.)
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not hasattr(self, "_lock"):
+            self._lock = threading.RLock()
+
+    def delete(self, key: str) -> bool:
+        with self._lock:
+            return bool(super().delete(key))
+
+    def delete_many(self, *keys: str) -> Any:
+        with self._lock:
+            return super().delete_many(*keys)
+
+    def clear(self) -> bool:
+        with self._lock:
+            return bool(super().clear())
 
     def get_or_lease(self, key: str, lease: str, timeout: int) -> tuple[Any, bool]:
         with self._lock:

@@ -101,6 +101,7 @@ def test_keep_alive_connections_opened_at_once_are_spread_over_the_workers(serve
     # one shared listening socket, one worker could take them all and leave the others idle.
     server = serve({"REFAPI_WORKERS": "2"})
     port = int(server.url.rsplit(":", 1)[1])
+    workers = _listening_workers(server, port, count=2)
     connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(24)]
     try:
         for connection in connections:
@@ -108,8 +109,6 @@ def test_keep_alive_connections_opened_at_once_are_spread_over_the_workers(serve
         for connection in connections:
             connection.request("GET", "/ping")
             assert connection.getresponse().read() == b'{"status":"ok"}\n'
-        workers = psutil.Process(server.process.pid).children()
-        assert len(workers) == 2
         held = [
             sum(
                 1
@@ -124,3 +123,22 @@ def test_keep_alive_connections_opened_at_once_are_spread_over_the_workers(serve
     assert sum(held) == 24
     # The kernel spreads connections by hash: all 24 on one worker has odds of 2 in 2**24.
     assert min(held) > 0, held
+
+
+def _listening_workers(server, port, *, count):
+    """The server's workers, once ``count`` of them listen on ``port`` (each has its socket)."""
+    deadline = time.monotonic() + 30
+    while True:
+        workers = psutil.Process(server.process.pid).children()
+        listening = [
+            worker
+            for worker in workers
+            if any(
+                socket.status == psutil.CONN_LISTEN and socket.laddr.port == port
+                for socket in worker.net_connections(kind="tcp")
+            )
+        ]
+        if len(listening) == count:
+            return listening
+        assert time.monotonic() < deadline, f"{len(listening)} of {count} workers listen"
+        time.sleep(0.1)
