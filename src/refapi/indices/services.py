@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from refapi.caching import read_through
 from refapi.errors import ApiError
-from refapi.extensions import cache, db
+from refapi.extensions import cache, db, read_outside_a_transaction
 from refapi.indices import statbel
 from refapi.indices.models import MonthlyIndex, Refresh, RefreshLease
 
@@ -341,9 +341,10 @@ def _summary() -> dict[str, Any]:
 
 
 def _load_summary() -> dict[str, Any]:
-    latest = _load_latest_months()
-    months = {month: _load_month_values(month) for month in set(latest.values())}
-    return {**_refresh_times_uncached(), "latest": latest, "months": months}
+    with read_outside_a_transaction():
+        latest = _load_latest_months()
+        months = {month: _load_month_values(month) for month in set(latest.values())}
+        return {**_refresh_times_uncached(), "latest": latest, "months": months}
 
 
 def _read_state() -> tuple[Freshness, dict[str, Any]]:

@@ -25,7 +25,7 @@ from flask import current_app
 from sqlalchemy.dialects import postgresql, sqlite
 
 from refapi.caching import read_through
-from refapi.extensions import cache, db
+from refapi.extensions import cache, db, read_outside_a_transaction
 from refapi.pagination import page_body
 from refapi.store.errors import AlreadyExists, KeyNotFound, ValueTooLarge, VersionMismatch
 from refapi.store.models import Entry
@@ -256,8 +256,9 @@ def import_entries(entries: list[dict[str, Any]], *, replace: bool = False) -> N
 
 
 def _load(client: str, key: str) -> EntryData | None:
-    row = db.session.execute(sa.select(*_ENTRY_COLUMNS).where(_is(client, key))).first()
-    return None if row is None else _entry_data(row)
+    with read_outside_a_transaction():
+        row = db.session.execute(sa.select(*_ENTRY_COLUMNS).where(_is(client, key))).first()
+        return None if row is None else _entry_data(row)
 
 
 def _cache_key(client: str, key: str) -> str:

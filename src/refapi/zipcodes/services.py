@@ -12,7 +12,7 @@ from typing import Any, TypeVar, cast
 import sqlalchemy as sa
 
 from refapi.caching import delete_prefixed, read_through
-from refapi.extensions import cache, db
+from refapi.extensions import cache, db, read_outside_a_transaction
 from refapi.pagination import page_body
 from refapi.zipcodes import risk_table
 from refapi.zipcodes.errors import (
@@ -80,8 +80,9 @@ def lookup(zipcode: int) -> dict[str, Any]:
 
 
 def _load_lookup(zipcode: int) -> dict[str, Any]:
-    factor = db.session.scalar(sa.select(Zipcode.risk_factor).where(Zipcode.zipcode == zipcode))
-    return {"zipcode": zipcode, "risk_factor": factor}
+    with read_outside_a_transaction():
+        query = sa.select(Zipcode.risk_factor).where(Zipcode.zipcode == zipcode)
+        return {"zipcode": zipcode, "risk_factor": db.session.scalar(query)}
 
 
 def list_zipcodes(*, risk_factor: str, page: int, page_size: int) -> dict[str, Any]:
