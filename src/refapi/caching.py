@@ -85,8 +85,8 @@ class LocalCache(SimpleCache):
     """Flask-Caching's in-process cache, with the two atomic steps of ``read_through``.
 
     Deletions take the same lock as the lease steps, so that an invalidation can never fall
-    between a fill's check of its lease and its write. (cachelib's SimpleCache has a lock of its
-    own from 0.15 on; 0.14, the last for Python 3.10, has none.)
+    between a fill's check of its lease and its write. (Recent cachelib SimpleCaches have a lock
+    of their own, which this reuses; 0.14, the last for Python 3.10, has none.)
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

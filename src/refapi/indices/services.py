@@ -1,11 +1,12 @@
 """The health index: refresh from Statbel, freshness, reads and rent indexation.
 
-Reads come from the database through memoized functions, invalidated by every refresh. A read
-finds the data stale (older than ``INDEX_MAX_AGE``) or absent, and starts a refresh in a
-background thread; a lease row in the database lets only one refresh run at a time across
-threads and worker processes. Meanwhile every request, the one that started it included, answers
-at once from stored data, marked stale; only when nothing is stored yet does the request that
-started the refresh wait for it, at most ``INDEX_REFRESH_BUDGET`` seconds.
+Reads come from the database through the cache (one summary of what most reads need, and
+memoized functions for the rest), emptied by every refresh. A read finds the data stale (older
+than ``INDEX_MAX_AGE``) or absent, and starts a refresh in a background thread; a lease row in
+the database lets only one refresh run at a time across threads and worker processes.
+Meanwhile every request, the one that started it included, answers at once from stored data,
+marked stale; only when nothing is stored yet does the request that started the refresh wait
+for it, at most ``INDEX_REFRESH_BUDGET`` seconds.
 """
 
 from __future__ import annotations
@@ -526,7 +527,7 @@ def current(*, base_year: str | None) -> dict[str, Any]:
     for value in summary["months"][month]:
         if value["base_year"] == year:
             return _stamp({"month": month, **value}, state)
-    # Only when two cached reads disagree (a write the cache has not seen yet).
+    # Only when a refresh committed between the summary's queries (they share no snapshot).
     raise IndexNotPublished(f"No health index is stored for {month}, base year {year}.")
 
 
@@ -536,7 +537,7 @@ def month_values(*, month: str, base_year: str | None) -> dict[str, Any]:
     state, summary = _read_state()
     latest = summary["latest"]
     year = None if base_year is None else _base_year(base_year, latest)
-    values = summary["months"][month] if month in summary["months"] else _month_values(month)
+    values = _values_of(summary, month)
     if year is not None:
         values = [row for row in values if row["base_year"] == year]
     if not values:
@@ -571,8 +572,13 @@ def history(
     return _stamp(body, state)
 
 
-def _index(year: int, month: str) -> Decimal:
-    for row in _month_values(month):
+def _values_of(summary: dict[str, Any], month: str) -> list[dict[str, Any]]:
+    """A month's values: from the summary when it is a latest month, else memoized."""
+    return summary["months"].get(month) or _month_values(month)
+
+
+def _index(summary: dict[str, Any], year: int, month: str) -> Decimal:
+    for row in _values_of(summary, month):
         if row["base_year"] == year:
             return Decimal(row["value"])
     raise IndexNotPublished(f"No health index is published for {month} in base year {year}.")
@@ -584,8 +590,8 @@ def indexation(
     """Belgian rent indexation: ``amount x index(target) / index(start)``, to the cent."""
     _, summary = _read_state()
     year = _base_year(base_year, summary["latest"])
-    start_index = _index(year, start_month)
-    target_index = _index(year, target_month)
+    start_index = _index(summary, year, start_month)
+    target_index = _index(summary, year, target_month)
     indexed = (amount * target_index / start_index).quantize(CENT, rounding=ROUND_HALF_UP)
     return {
         "indexed_amount": indexed,
