@@ -155,7 +155,7 @@ def measure(
     warmup = settings.warmup if warmup is None else warmup
     if warmup > 0:
         wrk.run(load, duration=warmup, **options)
-    with servers.sampling_rss(server) as peaks:
+    with servers.sampling_rss(server) as peaks, servers.measuring_cpu(server) as cpu:
         result = wrk.run(load, duration=duration or settings.duration, **options)
     result["connections"] = connections
     result["unexpected"] = sum(
@@ -165,6 +165,11 @@ def measure(
     result["peak_rss_mib_per_worker"] = sorted(
         (round(rss / MIB, 1) for rss in peaks.values()), reverse=True
     )
+    # Where the machine's CPU went, per request: the server, the database, the cache, wrk.
+    result["cpu_us_per_request"] = {
+        name: round(seconds * 1e6 / result["requests"], 1) if result["requests"] else None
+        for name, seconds in cpu.items()
+    }
     result["load_average_after"] = load_average()
     return result
 
@@ -291,7 +296,10 @@ def run_configuration(ctx: Context, backend: backends.Backend, log: Any) -> dict
                 log(f"[{backend.name}]   store: no CLI import, seeding through POST /save")
                 seed["store"] = seed_store_through_api(server, ctx)
         zipcodes = existing_zipcodes(server, ctx)
+        chosen = ctx.settings.endpoints
         for endpoint in refapi_endpoints(ctx, zipcodes):
+            if chosen is not None and endpoint.name not in chosen:
+                continue
             entry: dict[str, Any] = {"name": endpoint.name, "label": endpoint.label}
             reason = probe(server, ctx, endpoint)
             if reason is None and endpoint.warm:

@@ -54,6 +54,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default="A,B",
         help="configurations to run (default A,B; the study runs the last one)",
     )
+    parser.add_argument(
+        "--endpoints",
+        help="only these refapi endpoints, comma-separated (ping, authorize, get-hit, get-miss, "
+        "save, zipcode, zipcodes-a, zipcodes-a-1000, indices); the ceiling and the peer always "
+        "run",
+    )
     parser.add_argument("--duration", type=float, help="seconds of each measured load")
     parser.add_argument("--warmup", type=float, help="seconds of warm-up load before each")
     parser.add_argument("--connections", type=int, default=32)
@@ -153,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         workers_b=args.workers_b,
         hot_keys=int(preset["hot_keys"]),
         quick=args.quick,
+        endpoints=frozenset(args.endpoints.split(",")) if args.endpoints else None,
     )
     output = args.output or (BENCHMARKS / "results" / ("quick" if args.quick else ""))
     output.mkdir(parents=True, exist_ok=True)

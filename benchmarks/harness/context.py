@@ -27,6 +27,8 @@ class Settings:
     workers_b: int
     hot_keys: int
     quick: bool
+    # Names of the refapi endpoints to load (None: all of them).
+    endpoints: frozenset[str] | None = None
 
 
 @dataclass

@@ -15,9 +15,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -211,3 +212,62 @@ def sampling_rss(server: Server) -> Iterator[dict[int, int]]:
 def base_env() -> dict[str, str]:
     """The harness's environment without any REFAPI_* setting of the shell that started it."""
     return {key: value for key, value in os.environ.items() if not key.startswith("REFAPI_")}
+
+
+# The processes a load keeps busy besides the server under test, by the name the OS gives them.
+BACKING_SERVICES = {"postgres": ("postgres",), "redis": ("redis-server",)}
+
+
+def _cpu_seconds(processes: Iterable[psutil.Process]) -> dict[int, float]:
+    seconds = {}
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        seconds[process.pid] = times.user + times.system
+    return seconds
+
+
+def _backing(names: tuple[str, ...]) -> list[psutil.Process]:
+    return [process for process in psutil.process_iter(["name"]) if process.info["name"] in names]
+
+
+@contextlib.contextmanager
+def measuring_cpu(server: Server) -> Iterator[dict[str, float]]:
+    """CPU seconds (user + system) each component spent while the block ran.
+
+    ``server``: its master and workers; ``postgres``, ``redis``: every process of that name
+    (idle ones add nothing); ``load generator``: the children this process waited for meanwhile
+    (wrk); ``machine``: every CPU's busy time, so what is left is everything else.
+    """
+    found: dict[str, float] = {}
+    # psutil's counters only cover processes alive at both ends: one started meanwhile (a
+    # PostgreSQL backend for a new connection) counts from zero.
+    server_processes = [psutil.Process(server.process.pid), *server.workers()]
+    before = {"server": _cpu_seconds(server_processes)}
+    for name, names in BACKING_SERVICES.items():
+        before[name] = _cpu_seconds(_backing(names))
+    children = os.times()
+    machine = psutil.cpu_times()
+    try:
+        yield found
+    finally:
+        after_children = os.times()
+        after_machine = psutil.cpu_times()
+        now = {"server": _cpu_seconds([psutil.Process(server.process.pid), *server.workers()])}
+        for name, names in BACKING_SERVICES.items():
+            now[name] = _cpu_seconds(_backing(names))
+        for name, seconds in now.items():
+            found[name] = sum(value - before[name].get(pid, 0.0) for pid, value in seconds.items())
+        found["load generator"] = (
+            after_children.children_user
+            - children.children_user
+            + after_children.children_system
+            - children.children_system
+        )
+        found["machine"] = _busy(after_machine) - _busy(machine)
+
+
+def _busy(times: Any) -> float:
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
