@@ -36,6 +36,22 @@ def test_a_second_read_is_served_from_the_cache(client, auth_headers, store_sele
     assert store_selects() == before + 1
 
 
+def test_a_cached_read_answers_exactly_what_the_read_that_filled_the_cache_answered(
+    client, auth_headers, store_selects
+):
+    value = {"premium": 1234.5, "risk": "B", "holder": "Zoë", "tags": [None, True]}
+    client.post("/save", json={"key": "contracts/1", "value": value}, headers=auth_headers)
+    before = store_selects()
+    filled = client.get("/get/contracts/1", headers=auth_headers)
+    cached = client.get("/get/contracts/1", headers=auth_headers)
+    assert store_selects() == before + 1  # the second came from the cache
+    assert cached.data == filled.data
+    assert cached.mimetype == filled.mimetype == "application/json"
+    assert cached.headers["ETag"] == filled.headers["ETag"] == '"1"'
+    assert set(cached.get_json()) == {"key", "value", "version", "created_at", "updated_at"}
+    assert cached.get_json()["value"] == value
+
+
 def test_a_save_replaces_the_cached_value(client, auth_headers, store_selects):
     client.post("/save", json={"key": "k", "value": "old"}, headers=auth_headers)
     client.get("/get/k", headers=auth_headers)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from refapi.store import services
@@ -30,7 +32,9 @@ def test_services_work_without_a_request(app):
     with app.app_context():
         saved = services.save(client="tester", key="k", value=[1])
         assert saved.created
-        assert services.read(client="tester", key="k")["value"] == [1]
+        entry = services.read(client="tester", key="k")
+        assert entry.version == 1
+        assert json.loads(entry.body)["value"] == [1]
         with pytest.raises(VersionMismatch) as mismatch:
             services.save(client="tester", key="k", value=2, if_match=frozenset({5}))
         assert mismatch.value.extra == {"current_version": 1}

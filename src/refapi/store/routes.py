@@ -174,13 +174,14 @@ class StoredValue(MethodView):
             },
         ]
     )
-    def get(self, key: str) -> Response | tuple[services.EntryData, int, dict[str, str]]:
+    def get(self, key: str) -> Response:
         """Read the value stored under a key, with its version (also the ETag)."""
         entry = services.read(client=g.client, key=_checked_key(key))
-        headers = {"ETag": _etag(entry["version"]), "Cache-Control": _NO_STORE_IN_SHARED_CACHES}
-        if request.if_none_match.contains_weak(str(entry["version"])):
+        headers = {"ETag": _etag(entry.version), "Cache-Control": _NO_STORE_IN_SHARED_CACHES}
+        if request.if_none_match.contains_weak(str(entry.version)):
             return Response(status=304, headers=headers)
-        return entry, 200, headers
+        # Already serialised with EntrySchema, as cached: a read serialises nothing.
+        return Response(entry.body, headers=headers, mimetype="application/json")
 
 
 @blp.route("/delete/<store_key:key>", **_KEY_ROUTE)

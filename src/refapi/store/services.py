@@ -5,10 +5,11 @@ NOTHING``, an ``UPDATE``/``DELETE ... WHERE version IN (...)``), so the database
 races: no lost update and no double create, on SQLite and PostgreSQL alike.
 
 Reads go through the cache with ``refapi.caching.read_through``: a hit is one cache operation,
-and a miss fills the cache under a lease. A write commits, then deletes the key's cache entry,
-and with it the lease of any read in flight: a read that began before the commit cannot fill the
-cache with the value the write replaced, so no read that starts after a write has returned can
-see that value.
+and a miss fills the cache under a lease. The cache holds an entry as the API answers it (its
+version and its JSON body), so that a hit serialises nothing. A write commits, then deletes the
+key's cache entry, and with it the lease of any read in flight: a read that began before the
+commit cannot fill the cache with the value the write replaced, so no read that starts after a
+write has returned can see that value.
 """
 
 from __future__ import annotations
@@ -18,17 +19,18 @@ import json
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NamedTuple, TypedDict
 
 import sqlalchemy as sa
-from flask import current_app
+from flask import current_app, jsonify
 from sqlalchemy.dialects import postgresql, sqlite
 
 from refapi.caching import read_through
-from refapi.extensions import cache, db, read_outside_a_transaction
+from refapi.extensions import cache, db, read_connection
 from refapi.pagination import page_body
 from refapi.store.errors import AlreadyExists, KeyNotFound, ValueTooLarge, VersionMismatch
 from refapi.store.models import Entry
+from refapi.store.schemas import EntrySchema
 
 ANY_VERSION: Literal["*"] = "*"
 IfMatch = Collection[int] | Literal["*"] | None
@@ -41,6 +43,12 @@ _ENTRY_COLUMNS = (
     _entries.c.created_at,
     _entries.c.updated_at,
 )
+# Built once: building a statement and its SQL cache key on every read cost more than the
+# query (issue 8).
+_SELECT_ENTRY = sa.select(*_ENTRY_COLUMNS).where(
+    _entries.c.client == sa.bindparam("client"), _entries.c.key == sa.bindparam("key")
+)
+_ENTRY_SCHEMA = EntrySchema()
 
 
 class EntryData(TypedDict):
@@ -49,6 +57,13 @@ class EntryData(TypedDict):
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+class EntryJSON(NamedTuple):
+    """An entry as ``GET /get/<key>`` answers it: its version (the ETag) and its JSON body."""
+
+    version: int
+    body: bytes
 
 
 @dataclass(frozen=True)
@@ -62,11 +77,12 @@ def value_size(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
 
 
-def read(*, client: str, key: str) -> EntryData:
-    entry = read_through(cache, _cache_key(client, key), lambda: _load(client, key))
-    if entry is None:
+def read(*, client: str, key: str) -> EntryJSON:
+    """The entry, serialised as the API answers it (``EntrySchema``, the app's JSON)."""
+    found = read_through(cache, _cache_key(client, key), lambda: _load_json(client, key))
+    if found is None:
         raise KeyNotFound(f"There is no key {key!r}.")
-    return entry
+    return EntryJSON(*found)
 
 
 def save(
@@ -258,16 +274,22 @@ def import_entries(entries: list[dict[str, Any]], *, replace: bool = False) -> N
         cache.delete_many(*keys[start : start + 500])
 
 
-def _load(client: str, key: str) -> EntryData | None:
-    with read_outside_a_transaction():
-        row = db.session.execute(sa.select(*_ENTRY_COLUMNS).where(_is(client, key))).first()
-        return None if row is None else _entry_data(row)
+def _load_json(client: str, key: str) -> tuple[int, bytes] | None:
+    # A plain tuple in the cache: unpickling needs no class of ours.
+    with read_connection() as connection:
+        row = connection.execute(_SELECT_ENTRY, {"client": client, "key": key}).first()
+    if row is None:
+        return None
+    # Serialised exactly as flask-smorest serialises a view's dict: the schema, then jsonify.
+    body = jsonify(_ENTRY_SCHEMA.dump(_entry_data(row))).get_data()
+    return row.version, body
 
 
 def _cache_key(client: str, key: str) -> str:
-    # Hashed: keys may hold spaces and be 256 characters long, cache keys should not.
+    # Hashed: keys may hold spaces and be 256 characters long, cache keys should not. "json":
+    # earlier releases cached the entry as a dict under "store.entry.".
     digest = hashlib.sha256(f"{client}\n{key}".encode()).hexdigest()
-    return f"store.entry.{digest}"
+    return f"store.json.{digest}"
 
 
 def _invalidate(client: str, key: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar, cast
 import sqlalchemy as sa
 
 from refapi.caching import delete_prefixed, read_through
-from refapi.extensions import cache, db, read_outside_a_transaction
+from refapi.extensions import cache, db, read_connection
 from refapi.pagination import page_body
 from refapi.zipcodes import risk_table
 from refapi.zipcodes.errors import (
@@ -79,10 +79,14 @@ def lookup(zipcode: int) -> dict[str, Any]:
     return cast(dict[str, Any], found)  # _load_lookup never answers None
 
 
+# Built once, like the store's read (see refapi.extensions.read_connection).
+_SELECT_FACTOR = sa.select(Zipcode.risk_factor).where(Zipcode.zipcode == sa.bindparam("zipcode"))
+
+
 def _load_lookup(zipcode: int) -> dict[str, Any]:
-    with read_outside_a_transaction():
-        query = sa.select(Zipcode.risk_factor).where(Zipcode.zipcode == zipcode)
-        return {"zipcode": zipcode, "risk_factor": db.session.scalar(query)}
+    with read_connection() as connection:
+        factor = connection.execute(_SELECT_FACTOR, {"zipcode": zipcode}).scalar()
+    return {"zipcode": zipcode, "risk_factor": factor}
 
 
 def list_zipcodes(*, risk_factor: str, page: int, page_size: int) -> dict[str, Any]:
