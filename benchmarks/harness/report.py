@@ -133,6 +133,42 @@ TABLE_HEADER = (
 )
 
 
+CPU_HEADER = (
+    "| Endpoint | server | PostgreSQL | Redis | wrk | whole machine |\n"
+    "| --- | ---: | ---: | ---: | ---: | ---: |"
+)
+CPU_PARTS = ("server", "postgres", "redis", "load generator", "machine")
+
+
+def _cpu_row(label: str, entry: dict[str, Any]) -> str | None:
+    cpu = entry.get("cpu_us_per_request") if entry.get("available", True) else None
+    if not cpu:
+        return None
+    return f"| {label} | " + " | ".join(_cell(cpu.get(part)) for part in CPU_PARTS) + " |"
+
+
+def _cpu_table(config: dict[str, Any]) -> list[str]:
+    """Where each request's CPU time went: the server's processes, the database, the cache."""
+    ceiling = config["ceiling"]
+    entries = [
+        *((f"bare Flask /ping ({when})", ceiling[when]) for when in ("before", "after")),
+        *((entry["label"], entry) for entry in config["endpoints"]),
+        ("FastAPI peer: GET /get/<key> (SQLite row)", config["peer"]),
+    ]
+    rows = [row for row in (_cpu_row(label, entry) for label, entry in entries) if row]
+    if not rows:
+        return []
+    return [
+        "CPU time per request, in microseconds (user + system, during the measured load). "
+        "PostgreSQL and Redis count every process of theirs on the machine; whole machine is "
+        "every CPU's busy time, so it also holds what nothing here accounts for.",
+        "",
+        CPU_HEADER,
+        *rows,
+        "",
+    ]
+
+
 def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     settings = results["settings"]
@@ -169,6 +205,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{(ceiling['drift'] or 0) * 100:.0f}% between its two loads.",
             "",
         ]
+        lines += _cpu_table(config)
         if (ceiling["drift"] or 0) > NOISY_DRIFT:
             lines += [
                 f"**The ceiling moved by more than {NOISY_DRIFT:.0%}: the machine was busy "
