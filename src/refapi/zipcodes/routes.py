@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Response
 from flask.views import MethodView
 
 from refapi.api import Blueprint
@@ -60,9 +61,11 @@ class Zipcodes(MethodView):
             "a missing factor or a page argument out of range."
         ),
     )
-    def get(self, risk_factor: str, page: int, page_size: int) -> dict[str, Any]:
+    def get(self, risk_factor: str, page: int, page_size: int) -> Response:
         """List the zipcodes of a risk factor, in ascending order, a page at a time.
 
         A factor that no zipcode has is an empty page.
         """
-        return services.list_zipcodes(risk_factor=risk_factor, page=page, page_size=page_size)
+        body = services.list_zipcodes(risk_factor=risk_factor, page=page, page_size=page_size)
+        # Already serialised with ZipcodePageSchema, as cached.
+        return Response(body, mimetype="application/json")
