@@ -205,25 +205,29 @@ def seed_store_through_api(server: servers.Server, ctx: Context) -> dict[str, An
     }
 
 
-def ceiling(ctx: Context, backend: backends.Backend, when: str) -> dict[str, Any]:
+def ceiling(
+    ctx: Context, backend: backends.Backend, when: str, app: str = "bare_flask:app"
+) -> dict[str, Any]:
+    """A bare app's /ping (``bare_flask``: the ceiling; ``bare_redis``: plus one Redis GET)."""
+    name = app.partition(":")[0].replace("_", "-")
     ping = Endpoint(
         "bare-ping",
-        "bare Flask GET /ping",
+        f"{name} GET /ping",
         "GET",
         ("/ping",),
         frozenset({200}),
         authenticated=False,
     )
     server = servers.gunicorn(
-        f"bare-flask-{backend.name}-{when}",
+        f"{name}-{backend.name}-{when}",
         bin_dir=ctx.bin_dir,
         project_root=ctx.project_root,
-        app="bare_flask:app",
+        app=app,
         env=ctx.env(**backend.env),
-        log_path=ctx.log_path(f"bare-flask-{backend.name}"),
+        log_path=ctx.log_path(f"{name}-{backend.name}"),
     )
     with servers.running(server):
-        return measure(server, ctx, ping, tag=f"{backend.name}-bare")
+        return measure(server, ctx, ping, tag=f"{backend.name}-{name}")
 
 
 def peer(ctx: Context, backend: backends.Backend) -> dict[str, Any]:
@@ -275,6 +279,9 @@ def run_configuration(ctx: Context, backend: backends.Backend, log: Any) -> dict
 
     log(f"[{backend.name}] ceiling: bare Flask /ping")
     before = ceiling(ctx, backend, "before")
+    if "REFAPI_REDIS_URL" in backend.env:
+        log(f"[{backend.name}] floor of a Redis-cached read: bare Flask /ping + one Redis GET")
+        report["redis_floor"] = ceiling(ctx, backend, "before", app="bare_redis:app")
     endpoints: list[dict[str, Any]] = []
     server = servers.gunicorn(
         f"refapi-{backend.name}",
@@ -342,8 +349,9 @@ def run_configuration(ctx: Context, backend: backends.Backend, log: Any) -> dict
         if bare_rps
         else None,
     }
-    for entry in [*endpoints, report["peer"]]:
-        if entry.get("available") and bare_rps:
+    floor = [report["redis_floor"]] if "redis_floor" in report else []
+    for entry in [*endpoints, report["peer"], *floor]:
+        if entry.get("available", True) and bare_rps:
             entry["ratio_to_bare_ping"] = round(entry["requests_per_second"] / bare_rps, 3)
     report["endpoints"] = endpoints
     return report
