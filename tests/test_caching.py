@@ -188,6 +188,33 @@ def test_a_redis_hit_is_one_round_trip(make_app, services_config, monkeypatch):
     assert len(commands) == 1, commands
 
 
+@pytest.mark.services
+def test_deleting_many_keys_is_one_command_and_a_key_leased_again_is_no_error(
+    make_app, services_config, monkeypatch
+):
+    # cachelib's own delete_many asks about every key afterwards, and raised when a concurrent
+    # read had leased one again: a write's invalidation must never fail that way.
+    app = make_app(**services_config)
+    cache = backend(app)
+    cache.set("a", 1)
+    cache.set("b", 2)
+    commands = []
+    original = cache._write_client.execute_command
+
+    def delete_then_lease(*args, **kwargs):
+        commands.append(args[0])
+        result = original(*args, **kwargs)
+        if args[0] == "DEL":
+            original("SET", cache.key_prefix + "a", "a lease")
+        return result
+
+    monkeypatch.setattr(cache._write_client, "execute_command", delete_then_lease)
+    monkeypatch.setattr(cache._read_client, "execute_command", delete_then_lease)
+    cache.delete_many("a", "b", "never-set")
+    assert commands == ["DEL"]
+    assert cache.get("b") is None
+
+
 def test_read_through_with_redis_unreachable_loads_every_time(make_app):
     app = make_app(REDIS_URL="redis://127.0.0.1:1/0", REDIS_TIMEOUT=0.2)
     loads = []

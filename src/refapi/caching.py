@@ -38,7 +38,8 @@ _READS = ("get", "get_many", "has")
 _WRITES = ("set", "add", "set_many", "delete", "delete_many", "inc", "dec", "unlink")
 
 
-# A lease is a string value that no cached value can equal: callers cache dicts and lists.
+# A lease is a string value that no cached value can equal: callers cache dicts, lists, tuples
+# and bytes, never a str.
 _LEASE_PREFIX = "\x00refapi-lease:"
 # How long a lease keeps others from filling a key: a reader that died holding it only delays
 # caching that key this long. A slower reader's fill simply fails.
@@ -280,8 +281,21 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + char if char in "*?[]\\" else char for char in text)
 
 
+def _delete_many(self: RedisCache, *keys: str) -> list[str]:
+    # One DEL for all the keys. cachelib's delete_many then asks Redis about each key, a round
+    # trip apiece, and raises RuntimeError when one exists again, as it legitimately does once a
+    # concurrent read has taken a lease on it.
+    if keys:
+        self._write_client.delete(*(self._get_prefix() + key for key in keys))
+    return list(keys)
+
+
+# Operations done here rather than by cachelib's RedisCache.
+_OWN = {"delete_many": _delete_many}
+
+
 def _guarded(name: str, *, write: bool) -> Callable[..., Any]:
-    original = getattr(RedisCache, name)
+    original = _OWN.get(name) or getattr(RedisCache, name)
 
     @functools.wraps(original)
     def method(self: ResilientRedisCache, *args: Any, **kwargs: Any) -> Any:
