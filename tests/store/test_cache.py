@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 import pytest
 import sqlalchemy as sa
 
-from refapi.extensions import db
+from refapi.extensions import cache, db
 from refapi.store import services
 
 
@@ -40,16 +41,36 @@ def test_a_cached_read_answers_exactly_what_the_read_that_filled_the_cache_answe
     client, auth_headers, store_selects
 ):
     value = {"premium": 1234.5, "risk": "B", "holder": "Zoë", "tags": [None, True]}
-    client.post("/save", json={"key": "contracts/1", "value": value}, headers=auth_headers)
+    saved = client.post("/save", json={"key": "contracts/1", "value": value}, headers=auth_headers)
     before = store_selects()
     filled = client.get("/get/contracts/1", headers=auth_headers)
     cached = client.get("/get/contracts/1", headers=auth_headers)
     assert store_selects() == before + 1  # the second came from the cache
     assert cached.data == filled.data
+    # /save serialises the same entry through flask-smorest and EntrySchema: the same bytes.
+    assert filled.data == saved.data
     assert cached.mimetype == filled.mimetype == "application/json"
     assert cached.headers["ETag"] == filled.headers["ETag"] == '"1"'
     assert set(cached.get_json()) == {"key", "value", "version", "created_at", "updated_at"}
     assert cached.get_json()["value"] == value
+
+
+@pytest.mark.parametrize("write", ["save", "delete"])
+def test_a_write_also_deletes_what_the_release_before_json_entries_cached(
+    app, client, auth_headers, write
+):
+    # That release cached a dict under "store.entry.<sha256 of client, newline, key>"; during a
+    # rolling deploy its replicas share the Redis and would serve it after this write.
+    client.post("/save", json={"key": "k", "value": "old"}, headers=auth_headers)
+    legacy = "store.entry." + hashlib.sha256(b"tester\nk").hexdigest()
+    with app.app_context():
+        cache.set(legacy, {"key": "k", "value": "old", "version": 1})
+    if write == "save":
+        client.post("/save", json={"key": "k", "value": "new"}, headers=auth_headers)
+    else:
+        client.delete("/delete/k", headers=auth_headers)
+    with app.app_context():
+        assert cache.get(legacy) is None
 
 
 def test_a_save_replaces_the_cached_value(client, auth_headers, store_selects):

@@ -7,7 +7,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from refapi.extensions import db
+from refapi.extensions import cache, db
 from refapi.zipcodes import services
 from refapi.zipcodes.models import Zipcode
 
@@ -63,6 +63,16 @@ def test_the_total_of_a_page_past_any_table_is_memoized_and_invalidated(
     with app.app_context():
         services.invalidate()
     assert client.get(path, headers=auth_headers).get_json()["total"] == 4
+
+
+def test_an_import_also_retires_the_pages_the_release_before_cached(app):
+    # Releases before issue 8 memoized pages as dicts under "_page": rotating that function's
+    # version key keeps their replicas, during a rolling deploy, from serving the old table.
+    version_key = "refapi.zipcodes.services._page_memver"
+    with app.app_context():
+        cache.set(version_key, "v1")
+        services.invalidate()
+        assert cache.get(version_key) is None
 
 
 def test_an_import_succeeds_and_reads_still_answer_while_redis_is_down(make_app, tmp_path):

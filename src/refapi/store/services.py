@@ -269,7 +269,7 @@ def import_entries(entries: list[dict[str, Any]], *, replace: bool = False) -> N
         raise
     # One command per batch, not a round trip per entry; with Redis down, a no-op the backend
     # remembers (see _invalidate).
-    keys = [_cache_key(row["client"], row["key"]) for row in rows]
+    keys = [name for row in rows for name in _cache_keys(row["client"], row["key"])]
     for start in range(0, len(keys), 500):
         cache.delete_many(*keys[start : start + 500])
 
@@ -286,16 +286,25 @@ def _load_json(client: str, key: str) -> tuple[int, bytes] | None:
 
 
 def _cache_key(client: str, key: str) -> str:
-    # Hashed: keys may hold spaces and be 256 characters long, cache keys should not. "json":
-    # earlier releases cached the entry as a dict under "store.entry.".
+    return _cache_keys(client, key)[0]
+
+
+def _cache_keys(client: str, key: str) -> tuple[str, str]:
+    """The entry's cache key, then the one releases before issue 8's JSON entries used.
+
+    Those cached a dict under "store.entry.". During a rolling deploy both releases share one
+    Redis: a write deletes both keys, so that a replica still on the old release cannot serve a
+    value the write replaced. Drop the second once no replica runs the old release.
+    """
+    # Hashed: keys may hold spaces and be 256 characters long, cache keys should not.
     digest = hashlib.sha256(f"{client}\n{key}".encode()).hexdigest()
-    return f"store.json.{digest}"
+    return f"store.json.{digest}", f"store.entry.{digest}"
 
 
 def _invalidate(client: str, key: str) -> None:
     # With Redis down this is a no-op that the cache backend remembers: it empties itself
     # before serving again, so the lost invalidation cannot surface later.
-    cache.delete(_cache_key(client, key))
+    cache.delete_many(*_cache_keys(client, key))
 
 
 def _dialect_module() -> Any:

@@ -70,6 +70,8 @@ def read(*, zipcode: int) -> dict[str, Any]:
 
 _LOOKUP_PREFIX = "zipcodes.lookup."
 _PAGE_SCHEMA = ZipcodePageSchema()
+# Flask-Caching's version key of the memoized function _page_json replaced (issue 8).
+_LEGACY_PAGE_VERSION_KEY = "refapi.zipcodes.services._page_memver"
 
 
 def lookup(zipcode: int) -> dict[str, Any]:
@@ -151,6 +153,9 @@ def invalidate() -> None:
     delete_prefixed(cache, _LOOKUP_PREFIX)
     cache.delete_memoized(_page_json)
     cache.delete_memoized(_total)
+    # Releases before issue 8 memoized pages as dicts under "_page": during a rolling deploy a
+    # replica still on one of them reads that function's version key. Drop this once none runs.
+    cache.delete(_LEGACY_PAGE_VERSION_KEY)
 
 
 def count() -> int:
