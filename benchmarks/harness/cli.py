@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.render:
         return render(args.render)
+    if args.endpoints and (args.study or args.in_process):
+        print("--endpoints applies to the endpoint benchmark only", file=sys.stderr)
+        return 2
     if args.in_process:
         return inprocess.main(
             project_root=args.project_root.resolve(),
@@ -159,9 +162,21 @@ def main(argv: list[str] | None = None) -> int:
         workers_b=args.workers_b,
         hot_keys=int(preset["hot_keys"]),
         quick=args.quick,
-        endpoints=frozenset(args.endpoints.split(",")) if args.endpoints else None,
+        endpoints=frozenset(name.strip() for name in args.endpoints.split(",") if name.strip())
+        if args.endpoints
+        else None,
     )
-    output = args.output or (BENCHMARKS / "results" / ("quick" if args.quick else ""))
+    if settings.endpoints is not None:
+        known = set(bench.ENDPOINT_NAMES)
+        if not settings.endpoints <= known:
+            unknown = ", ".join(sorted(settings.endpoints - known))
+            print(
+                f"unknown endpoints: {unknown} (known: {', '.join(sorted(known))})", file=sys.stderr
+            )
+            return 2
+    # A run of some endpoints only is not the committed record: it goes where --quick runs go.
+    partial = args.quick or settings.endpoints is not None
+    output = args.output or (BENCHMARKS / "results" / ("quick" if partial else ""))
     output.mkdir(parents=True, exist_ok=True)
     project_root = args.project_root.resolve()
     if not (project_root / "gunicorn.conf.py").is_file():
@@ -233,6 +248,8 @@ def smoke_reason(ctx: Context, results: dict[str, Any], note: str) -> str | None
     reasons = [note] if note else []
     if ctx.settings.quick:
         reasons.append("a --quick run (short loads)")
+    if ctx.settings.endpoints is not None:
+        reasons.append("only these endpoints: " + ", ".join(sorted(ctx.settings.endpoints)))
     missing = sorted(
         {
             entry["label"]
@@ -259,9 +276,11 @@ def run_benchmark(
             "wrk_threads": settings.wrk_threads,
             "timeout": settings.timeout,
             "hot_keys": settings.hot_keys,
+            "endpoints": sorted(settings.endpoints) if settings.endpoints is not None else None,
         },
         "configurations": {},
     }
+
     for name in configs:
         try:
             backend = make_backend(ctx, name)

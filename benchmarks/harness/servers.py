@@ -219,18 +219,37 @@ BACKING_SERVICES = {"postgres": ("postgres",), "redis": ("redis-server",)}
 
 
 def _cpu_seconds(processes: Iterable[psutil.Process]) -> dict[int, float]:
+    """CPU seconds of each process, its reaped children included (a worker that was replaced,
+    a PostgreSQL backend whose connection closed)."""
     seconds = {}
     for process in processes:
         try:
             times = process.cpu_times()
         except psutil.Error:
             continue
-        seconds[process.pid] = times.user + times.system
+        seconds[process.pid] = (
+            times.user + times.system + times.children_user + times.children_system
+        )
     return seconds
 
 
 def _backing(names: tuple[str, ...]) -> list[psutil.Process]:
     return [process for process in psutil.process_iter(["name"]) if process.info["name"] in names]
+
+
+def _serving(server: Server) -> list[psutil.Process]:
+    try:
+        master = [psutil.Process(server.process.pid)]
+    except psutil.Error:
+        master = []
+    return [*master, *server.workers()]
+
+
+def _snapshot(server: Server) -> dict[str, dict[int, float]]:
+    found = {"server": _cpu_seconds(_serving(server))}
+    for name, names in BACKING_SERVICES.items():
+        found[name] = _cpu_seconds(_backing(names))
+    return found
 
 
 @contextlib.contextmanager
@@ -239,15 +258,12 @@ def measuring_cpu(server: Server) -> Iterator[dict[str, float]]:
 
     ``server``: its master and workers; ``postgres``, ``redis``: every process of that name
     (idle ones add nothing); ``load generator``: the children this process waited for meanwhile
-    (wrk); ``machine``: every CPU's busy time, so what is left is everything else.
+    (wrk); ``machine``: every CPU's busy time, so what is left is everything else. A process
+    that starts meanwhile counts from zero; one that exits counts through its parent, if that
+    is measured too (a gunicorn worker through the master, a backend through the postmaster).
     """
     found: dict[str, float] = {}
-    # psutil's counters only cover processes alive at both ends: one started meanwhile (a
-    # PostgreSQL backend for a new connection) counts from zero.
-    server_processes = [psutil.Process(server.process.pid), *server.workers()]
-    before = {"server": _cpu_seconds(server_processes)}
-    for name, names in BACKING_SERVICES.items():
-        before[name] = _cpu_seconds(_backing(names))
+    before = _snapshot(server)
     children = os.times()
     machine = psutil.cpu_times()
     try:
@@ -255,10 +271,7 @@ def measuring_cpu(server: Server) -> Iterator[dict[str, float]]:
     finally:
         after_children = os.times()
         after_machine = psutil.cpu_times()
-        now = {"server": _cpu_seconds([psutil.Process(server.process.pid), *server.workers()])}
-        for name, names in BACKING_SERVICES.items():
-            now[name] = _cpu_seconds(_backing(names))
-        for name, seconds in now.items():
+        for name, seconds in _snapshot(server).items():
             found[name] = sum(value - before[name].get(pid, 0.0) for pid, value in seconds.items())
         found["load generator"] = (
             after_children.children_user
@@ -270,4 +283,7 @@ def measuring_cpu(server: Server) -> Iterator[dict[str, float]]:
 
 
 def _busy(times: Any) -> float:
-    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+    # As psutil counts it: guest time is already inside user time (and guest_nice in nice).
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    guests = getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)
+    return float(sum(times) - idle - guests)
