@@ -63,11 +63,27 @@ FUZZ_SETTINGS = settings(
 CROSS_FIELD_RULES = {("GET", "/indices/health/history"), ("POST", "/indices/health/indexation")}
 
 
+def _has_unstorable_string(data: object) -> bool:
+    """A string with U+0000 or an unpaired surrogate anywhere in ``data``, keys included.
+
+    The store's values may hold neither (PostgreSQL's jsonb cannot): a documented rule that a
+    JSON Schema for "any JSON value" cannot state, so a schema-valid body may rightly be a 422.
+    """
+    if isinstance(data, str):
+        return "\x00" in data or any("\ud800" <= char <= "\udfff" for char in data)
+    if isinstance(data, dict):
+        return any(_has_unstorable_string(k) or _has_unstorable_string(v) for k, v in data.items())
+    if isinstance(data, list):
+        return any(_has_unstorable_string(item) for item in data)
+    return False
+
+
 @schema.parametrize()
 @FUZZ_SETTINGS
 def test_every_operation_conforms_with_a_valid_key(case):
     excluded = []
-    if (case.operation.method.upper(), case.operation.path) in CROSS_FIELD_RULES:
+    cross_field = (case.operation.method.upper(), case.operation.path) in CROSS_FIELD_RULES
+    if cross_field or _has_unstorable_string(case.body):
         excluded.append(schemathesis.checks.positive_data_acceptance)
     case.call_and_validate(headers={"X-API-Key": TEST_KEY}, excluded_checks=excluded)
 
