@@ -152,7 +152,9 @@ def make_app(app_config: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
     def build(**overrides: Any) -> Flask:
         app = create_app({**app_config, **overrides})
         with app.app_context():
-            db.create_all()
+            # The models' tables, which are all in the default bind (the reads bind of
+            # PostgreSQL apps names the same database).
+            db.create_all(bind_key=None)
         built.append(app)
         return app
 
@@ -160,7 +162,8 @@ def make_app(app_config: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
     for app in built:
         with app.app_context():
             db.session.remove()
-            db.engine.dispose()
+            for engine in db.engines.values():
+                engine.dispose()
 
 
 @pytest.fixture

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import sqlalchemy as sa
 from psycopg.pq import TransactionStatus
 
-from refapi.extensions import db, read_connection, read_outside_a_transaction
+from refapi.extensions import READS_BIND, db, read_outside_a_transaction, read_rows
 from refapi.store.models import Entry
 
 
@@ -49,21 +51,19 @@ def test_inside_a_transaction_the_read_joins_it(make_app, services_config):
         assert _entries() == 0
 
 
-def _count(connection: sa.Connection) -> int:
-    return connection.execute(sa.select(sa.func.count()).select_from(Entry)).scalar_one()
+_COUNT = sa.select(sa.func.count()).select_from(Entry)
 
 
 @pytest.mark.services
-def test_a_core_read_runs_without_a_transaction_and_a_write_after_it_keeps_one(
-    make_app, services_config
-):
+def test_hot_reads_on_postgresql_use_autocommit_connections_of_their_own(make_app, services_config):
     app = make_app(**services_config)
     with app.app_context():
-        with read_connection() as connection:
-            assert _count(connection) == 0
-            assert connection.connection.dbapi_connection.info.transaction_status == (
-                TransactionStatus.IDLE
-            )
+        assert read_rows(_COUNT, {})[0][0] == 0
+        with db.engines[READS_BIND].connect() as connection:
+            dbapi_connection = connection.connection.dbapi_connection
+            assert dbapi_connection.autocommit  # no BEGIN and no ROLLBACK around a read
+            assert dbapi_connection.info.transaction_status == TransactionStatus.IDLE
+        # Writes still go through the session, in a transaction: all of it, or nothing.
         db.session.add(Entry(client="c", key="k", value=1, version=1))
         db.session.flush()
         assert _status() == TransactionStatus.INTRANS
@@ -71,15 +71,35 @@ def test_a_core_read_runs_without_a_transaction_and_a_write_after_it_keeps_one(
         assert _entries() == 0
 
 
-def test_inside_the_sessions_transaction_a_core_read_joins_it(app):
+@pytest.mark.services
+def test_a_hot_read_whose_connection_the_database_dropped_runs_again_on_a_new_one(
+    make_app, services_config
+):
+    # What PostgreSQL restarting or failing over does to every pooled connection. The reads
+    # engine has no pre-ping: without the retry, this read would fail.
+    app = make_app(**services_config)
+    with app.app_context():
+        assert read_rows(_COUNT, {})[0][0] == 0
+        with db.engines[READS_BIND].connect() as connection:
+            pid = connection.connection.dbapi_connection.info.backend_pid
+        with db.engine.connect() as admin:
+            admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            gone = sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+            deadline = time.monotonic() + 5
+            while admin.execute(gone, {"pid": pid}).scalar_one() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert read_rows(_COUNT, {})[0][0] == 0
+        with db.engines[READS_BIND].connect() as connection:
+            assert connection.connection.dbapi_connection.info.backend_pid != pid
+
+
+def test_inside_the_sessions_transaction_a_hot_read_joins_it(app):
     # On both databases: a connection of its own would not see the uncommitted row (and on
     # SQLite could wait for the session's lock).
     with app.app_context():
         db.session.add(Entry(client="c", key="k", value=1, version=1))
         db.session.flush()
-        with read_connection() as connection:
-            assert _count(connection) == 1
+        assert read_rows(_COUNT, {})[0][0] == 1
         assert db.session().in_transaction()
         db.session.rollback()
-        with read_connection() as connection:
-            assert _count(connection) == 0
+        assert read_rows(_COUNT, {})[0][0] == 0

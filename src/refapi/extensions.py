@@ -1,7 +1,8 @@
 """The extensions, created unbound; ``create_app`` binds each to the app it builds."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import sqlalchemy as sa
 from flask_caching import Cache
@@ -22,22 +23,33 @@ cache = Cache()
 api = Api()
 
 
-@contextmanager
-def read_connection() -> Iterator[sa.Connection]:
-    """A Core connection for a hot read that fills the cache (a store entry, a zipcode).
+# The engine of the reads that fill the cache, where it differs from the default (PostgreSQL:
+# see refapi.app._read_binds).
+READS_BIND = "reads"
 
-    Without the ORM session, which costs more than the query itself (issue 8: a store miss spent
-    three times longer in ``Session.execute`` and its teardown than SQLite spent answering), and
-    in autocommit mode on PostgreSQL, as ``read_outside_a_transaction``. When the request's
-    session is in a transaction, its connection, so that the read sees its own writes.
+
+def read_rows(statement: sa.Executable, parameters: Mapping[str, Any]) -> Sequence[sa.Row[Any]]:
+    """The rows of one hot read that fills the cache (a store entry, a zipcode).
+
+    On Core, without the ORM session, which cost more than the query itself (issue 8: a store
+    miss spent three times longer in ``Session.execute`` and its teardown than SQLite spent
+    answering). On PostgreSQL through the reads engine: autocommit and no pre-ping, so one round
+    trip; a read that finds its connection dropped by the database (a restart, a failover) runs
+    once more on a new one, which is safe for a read. When the request's session is in a
+    transaction, on its connection, so that the read sees the transaction's own writes.
     """
     if db.session.registry.has() and db.session().in_transaction():
-        yield db.session.connection()
-        return
-    with db.engine.connect() as connection:
-        if connection.dialect.name == "postgresql":
-            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-        yield connection
+        return db.session.connection().execute(statement, parameters).all()
+    engine = db.engines.get(READS_BIND) or db.engine
+    try:
+        with engine.connect() as connection:
+            return connection.execute(statement, parameters).all()
+    except sa.exc.DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+    # SQLAlchemy has invalidated the pool's connections as old as that one: this gets a new one.
+    with engine.connect() as connection:
+        return connection.execute(statement, parameters).all()
 
 
 @contextmanager

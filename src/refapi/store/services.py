@@ -26,7 +26,7 @@ from flask import current_app, jsonify
 from sqlalchemy.dialects import postgresql, sqlite
 
 from refapi.caching import read_through
-from refapi.extensions import cache, db, read_connection
+from refapi.extensions import cache, db, read_rows
 from refapi.pagination import page_body
 from refapi.store.errors import AlreadyExists, KeyNotFound, ValueTooLarge, VersionMismatch
 from refapi.store.models import Entry
@@ -276,10 +276,10 @@ def import_entries(entries: list[dict[str, Any]], *, replace: bool = False) -> N
 
 def _load_json(client: str, key: str) -> tuple[int, bytes] | None:
     # A plain tuple in the cache: unpickling needs no class of ours.
-    with read_connection() as connection:
-        row = connection.execute(_SELECT_ENTRY, {"client": client, "key": key}).first()
-    if row is None:
+    rows = read_rows(_SELECT_ENTRY, {"client": client, "key": key})
+    if not rows:
         return None
+    row = rows[0]
     # Serialised exactly as flask-smorest serialises a view's dict: the schema, then jsonify.
     body = jsonify(_ENTRY_SCHEMA.dump(_entry_data(row))).get_data()
     return row.version, body

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flask import jsonify
 
 from refapi.caching import delete_prefixed, read_through
-from refapi.extensions import cache, db, read_connection
+from refapi.extensions import cache, db, read_rows
 from refapi.pagination import page_body
 from refapi.zipcodes import risk_table
 from refapi.zipcodes.errors import (
@@ -84,14 +84,13 @@ def lookup(zipcode: int) -> dict[str, Any]:
     return cast(dict[str, Any], found)  # _load_lookup never answers None
 
 
-# Built once, like the store's read (see refapi.extensions.read_connection).
+# Built once, like the store's read (see refapi.extensions.read_rows).
 _SELECT_FACTOR = sa.select(Zipcode.risk_factor).where(Zipcode.zipcode == sa.bindparam("zipcode"))
 
 
 def _load_lookup(zipcode: int) -> dict[str, Any]:
-    with read_connection() as connection:
-        factor = connection.execute(_SELECT_FACTOR, {"zipcode": zipcode}).scalar()
-    return {"zipcode": zipcode, "risk_factor": factor}
+    rows = read_rows(_SELECT_FACTOR, {"zipcode": zipcode})
+    return {"zipcode": zipcode, "risk_factor": rows[0].risk_factor if rows else None}
 
 
 def list_zipcodes(*, risk_factor: str, page: int, page_size: int) -> bytes:
