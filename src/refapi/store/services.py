@@ -22,9 +22,10 @@ from datetime import datetime, timezone
 from typing import Any, Literal, NamedTuple, TypedDict
 
 import sqlalchemy as sa
-from flask import current_app, jsonify
+from flask import current_app
 from sqlalchemy.dialects import postgresql, sqlite
 
+from refapi.api import serialised
 from refapi.caching import read_through
 from refapi.extensions import cache, db, read_rows
 from refapi.pagination import page_body
@@ -280,9 +281,7 @@ def _load_json(client: str, key: str) -> tuple[int, bytes] | None:
     if not rows:
         return None
     row = rows[0]
-    # Serialised exactly as flask-smorest serialises a view's dict: the schema, then jsonify.
-    body = jsonify(_ENTRY_SCHEMA.dump(_entry_data(row))).get_data()
-    return row.version, body
+    return row.version, serialised(_ENTRY_SCHEMA, _entry_data(row))
 
 
 def _cache_key(client: str, key: str) -> str:

@@ -10,8 +10,8 @@ from importlib import resources
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
-from flask import jsonify
 
+from refapi.api import serialised
 from refapi.caching import delete_prefixed, read_through
 from refapi.extensions import cache, db, read_rows
 from refapi.pagination import page_body
@@ -104,7 +104,9 @@ def list_zipcodes(*, risk_factor: str, page: int, page_size: int) -> bytes:
     if (page - 1) * page_size >= _MOST_ZIPCODES:
         # No table can fill this page. Answering it here keeps any page number, however large,
         # away from the database's integer range and out of the cache.
-        return _json(page_body(items=[], total=_total(factor), page=page, page_size=page_size))
+        return serialised(
+            _PAGE_SCHEMA, page_body(items=[], total=_total(factor), page=page, page_size=page_size)
+        )
     return _page_json(factor, page, page_size)
 
 
@@ -121,12 +123,9 @@ def _page_json(risk_factor: str, page: int, page_size: int) -> bytes:
     ).all()
     total = rows[0].total if rows else _count_of(risk_factor)
     items = [{"zipcode": row.zipcode, "risk_factor": risk_factor} for row in rows]
-    return _json(page_body(items=items, total=total, page=page, page_size=page_size))
-
-
-def _json(page: dict[str, Any]) -> bytes:
-    # Exactly what flask-smorest makes of a view's dict: the schema's dump, then jsonify.
-    return jsonify(_PAGE_SCHEMA.dump(page)).get_data()
+    return serialised(
+        _PAGE_SCHEMA, page_body(items=items, total=total, page=page, page_size=page_size)
+    )
 
 
 @cache.memoize()
