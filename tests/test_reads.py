@@ -11,13 +11,24 @@ from psycopg.pq import TransactionStatus
 from refapi.extensions import READS_BIND, db, read_outside_a_transaction, read_rows
 from refapi.store.models import Entry
 
+_COUNT = sa.select(sa.func.count()).select_from(Entry)
+
 
 def _status():
     return db.session.connection().connection.dbapi_connection.info.transaction_status
 
 
 def _entries():
-    return db.session.scalar(sa.select(sa.func.count()).select_from(Entry))
+    return db.session.scalar(_COUNT)
+
+
+def _assert_a_write_is_still_one_transaction():
+    # All of it, or nothing: a write after a read outside a transaction is in one again.
+    db.session.add(Entry(client="c", key="k", value=1, version=1))
+    db.session.flush()
+    assert _status() == TransactionStatus.INTRANS
+    db.session.rollback()
+    assert _entries() == 0
 
 
 @pytest.mark.services
@@ -30,12 +41,7 @@ def test_a_read_runs_without_a_transaction_and_a_write_after_it_keeps_one(
             assert _entries() == 0
             # No BEGIN went to the server, so no ROLLBACK has to follow.
             assert _status() == TransactionStatus.IDLE
-        # The write after it is a transaction again: all of it, or nothing.
-        db.session.add(Entry(client="c", key="k", value=1, version=1))
-        db.session.flush()
-        assert _status() == TransactionStatus.INTRANS
-        db.session.rollback()
-        assert _entries() == 0
+        _assert_a_write_is_still_one_transaction()
 
 
 @pytest.mark.services
@@ -51,9 +57,6 @@ def test_inside_a_transaction_the_read_joins_it(make_app, services_config):
         assert _entries() == 0
 
 
-_COUNT = sa.select(sa.func.count()).select_from(Entry)
-
-
 @pytest.mark.services
 def test_hot_reads_on_postgresql_use_autocommit_connections_of_their_own(make_app, services_config):
     app = make_app(**services_config)
@@ -63,12 +66,7 @@ def test_hot_reads_on_postgresql_use_autocommit_connections_of_their_own(make_ap
             dbapi_connection = connection.connection.dbapi_connection
             assert dbapi_connection.autocommit  # no BEGIN and no ROLLBACK around a read
             assert dbapi_connection.info.transaction_status == TransactionStatus.IDLE
-        # Writes still go through the session, in a transaction: all of it, or nothing.
-        db.session.add(Entry(client="c", key="k", value=1, version=1))
-        db.session.flush()
-        assert _status() == TransactionStatus.INTRANS
-        db.session.rollback()
-        assert _entries() == 0
+        _assert_a_write_is_still_one_transaction()
 
 
 @pytest.mark.services
