@@ -177,14 +177,14 @@ def _read_binds(url: str) -> dict[str, Any]:
     """
     if not url.startswith("postgresql"):
         return {}
+    default = _engine_options(url)
     return {
         READS_BIND: {
+            **default,
             "url": url,
+            "pool_pre_ping": False,
             "isolation_level": "AUTOCOMMIT",
-            "connect_args": {
-                "connect_timeout": DATABASE_CONNECT_TIMEOUT,
-                "application_name": "refapi reads",
-            },
+            "connect_args": {**default["connect_args"], "application_name": "refapi reads"},
         }
     }
 
