@@ -24,7 +24,7 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
 from refapi import create_app
-from refapi.extensions import db
+from refapi.extensions import cache, db
 
 TEST_KEY = "tester-secret-0123456789abcdef"
 OTHER_KEY = "other-secret-0123456789abcdef"
@@ -161,6 +161,9 @@ def make_app(app_config: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
     yield build
     for app in built:
         with app.app_context():
+            near = getattr(cache.cache, "near", None)
+            if near is not None:
+                near.close()
             db.session.remove()
             for engine in db.engines.values():
                 engine.dispose()

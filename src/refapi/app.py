@@ -136,6 +136,7 @@ def _extension_config(settings: Mapping[str, Any]) -> dict[str, Any]:
             CACHE_REDIS_URL=settings["REDIS_URL"],
             CACHE_KEY_PREFIX=settings["CACHE_KEY_PREFIX"],
             CACHE_OPTIONS={"socket_connect_timeout": timeout, "socket_timeout": timeout},
+            CACHE_NEAR_BYTES=settings["NEAR_CACHE_BYTES"],
         )
     else:
         derived.update(

@@ -12,7 +12,9 @@ any failed write the backend empties its own keys (its key prefix) before it ans
 ``read_through`` reads a value through the cache in one round trip on a hit, and fills it on a
 miss under a lease (as memcached's leases do), so that a read that loses a race with a write can
 never leave the replaced value cached. Both backends here, ``LocalCache`` (in-process) and
-``ResilientRedisCache``, implement the two atomic steps it needs.
+``ResilientRedisCache``, implement the two atomic steps it needs. With Redis, each worker also
+keeps what it read in a ``NearCache`` (``refapi.nearcache``), so that a repeated read makes no
+round trip at all; every invalidation waits until each worker's copy has dropped the key.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from flask import Flask
 from flask_caching import Cache
 from flask_caching.backends.rediscache import RedisCache
 from flask_caching.backends.simplecache import SimpleCache
+
+from refapi.nearcache import NearCache
 
 logger = logging.getLogger("refapi.cache")
 
@@ -69,12 +73,16 @@ def read_through(
     backend = cast(LeasingCache, cache.cache)
     lease = _LEASE_PREFIX + uuid.uuid4().hex
     cached, leased = backend.get_or_lease(key, lease, LEASE_SECONDS)
-    if cached is not None and not (isinstance(cached, str) and cached.startswith(_LEASE_PREFIX)):
+    if cached is not None and not _is_lease(cached):
         return cast(T, cached)
     value = load()
     if leased and value is not None:
         backend.replace_lease(key, lease, value, timeout)
     return value
+
+
+def _is_lease(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(_LEASE_PREFIX)
 
 
 def delete_prefixed(cache: Cache, prefix: str) -> bool:
@@ -158,13 +166,30 @@ class ResilientRedisCache(RedisCache):
         self._must_flush = False
         self._get_or_lease_script = self._write_client.register_script(_GET_OR_LEASE)
         self._replace_lease_script = self._write_client.register_script(_REPLACE_LEASE)
+        self.near: NearCache | None = None
 
     @classmethod
     def factory(
         cls, app: Flask, config: dict[str, Any], args: list[Any], kwargs: dict[str, Any]
     ) -> ResilientRedisCache:
         # Flask-Caching pops CACHE_OPTIONS from the config it is given: pass a copy.
-        return super().factory(app, dict(config), args, kwargs)  # type: ignore[return-value]
+        backend = cast(ResilientRedisCache, super().factory(app, dict(config), args, kwargs))
+        size = config.get("CACHE_NEAR_BYTES", 0)
+        if size:
+            backend.near = NearCache(
+                url=config["CACHE_REDIS_URL"],
+                client=backend._write_client,
+                prefix=backend._get_prefix(),
+                max_bytes=size,
+                entry_seconds=backend.default_timeout,
+                timeout=config.get("CACHE_OPTIONS", {}).get("socket_timeout") or 0.5,
+            )
+        return backend
+
+    def _fence(self) -> None:
+        # Every worker's near cache has dropped what the invalidation just made old.
+        if self.near is not None:
+            self.near.fence()
 
     @property
     def available(self) -> bool:
@@ -176,14 +201,30 @@ class ResilientRedisCache(RedisCache):
         return bool(self._guard(lambda: self._write_client.ping(), failed=False, write=False))
 
     def get_or_lease(self, key: str, lease: str, timeout: int) -> tuple[Any, bool]:
-        """The cached value, or (None, True) after setting ``lease``; (None, False) when down."""
+        """The cached value, or (None, True) after setting ``lease``; (None, False) when down.
+
+        From this worker's near cache when it holds the key: no round trip.
+        """
+        near = self.near
+        token = None
+        if near is not None:
+            held = near.get(key)
+            if held is not None:
+                # Kept serialised, so that no caller can change what the next one reads.
+                return self.serializer.loads(held), False
+            token = near.begin(key)
 
         def run() -> tuple[Any, bool]:
             name = self._get_prefix() + key
-            value, leased = self._get_or_lease_script(
+            raw, leased = self._get_or_lease_script(
                 keys=[name], args=[self.serializer.dumps(lease), timeout]
             )
-            return (None if value is None else self.serializer.loads(value)), bool(leased)
+            if raw is None:
+                return None, bool(leased)
+            value = self.serializer.loads(raw)
+            if token is not None and not _is_lease(value):
+                near.offer(key, token, raw)  # type: ignore[union-attr]
+            return value, bool(leased)
 
         return self._guard(run, failed=(None, False), write=False)
 
@@ -207,7 +248,9 @@ class ResilientRedisCache(RedisCache):
 
     def clear(self) -> bool:
         """Delete this deployment's keys (those under the key prefix), and nothing else."""
-        return bool(self._guard(self._delete_own_keys, failed=False, write=True, flush_first=False))
+        return bool(
+            self._guard(self._delete_own_and_fence, failed=False, write=True, flush_first=False)
+        )
 
     def delete_prefixed(self, prefix: str) -> bool:
         """Delete every key that starts with ``prefix`` (leases included).
@@ -216,7 +259,14 @@ class ResilientRedisCache(RedisCache):
         the call is deleted even if its reader fills it meanwhile; a lease taken after the scan
         passed its key belongs to a read that began after the caller's commit.
         """
-        return bool(self._guard(lambda: self._delete_own_keys(prefix), failed=False, write=True))
+        return bool(
+            self._guard(lambda: self._delete_own_and_fence(prefix), failed=False, write=True)
+        )
+
+    def _delete_own_and_fence(self, prefix: str = "") -> bool:
+        self._delete_own_keys(prefix)
+        self._fence()
+        return True
 
     def _delete_own_keys(self, prefix: str = "") -> bool:
         # SCAN and UNLINK in batches, where cachelib's clear() runs KEYS (which blocks Redis)
@@ -254,7 +304,7 @@ class ResilientRedisCache(RedisCache):
         return result
 
     def _flush(self) -> None:
-        self._delete_own_keys()
+        self._delete_own_and_fence()
         with self._state_lock:
             self._must_flush = False
         logger.warning("cache emptied: an invalidation was lost while Redis was unreachable")
@@ -294,10 +344,19 @@ def _delete_many(self: RedisCache, *keys: str) -> list[str]:
 
 # Operations done here rather than by cachelib's RedisCache.
 _OWN = {"delete_many": _delete_many}
+# The operations that invalidate: each waits until every worker's near cache has applied it.
+_INVALIDATIONS = frozenset({"delete", "delete_many", "unlink"})
 
 
 def _guarded(name: str, *, write: bool) -> Callable[..., Any]:
     original = _OWN.get(name) or getattr(RedisCache, name)
+    invalidates = name in _INVALIDATIONS
+
+    def run(self: ResilientRedisCache, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, *args, **kwargs)
+        if invalidates:
+            self._fence()
+        return result
 
     @functools.wraps(original)
     def method(self: ResilientRedisCache, *args: Any, **kwargs: Any) -> Any:
@@ -305,7 +364,7 @@ def _guarded(name: str, *, write: bool) -> Callable[..., Any]:
         fallback: Any = (
             [None] * len(args) if name == "get_many" else None if name == "get" else False
         )
-        return self._guard(lambda: original(self, *args, **kwargs), failed=fallback, write=write)
+        return self._guard(lambda: run(self, *args, **kwargs), failed=fallback, write=write)
 
     return method
 

@@ -117,6 +117,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Most entries the in-process SimpleCache holds before it evicts (no effect with Redis).",
     ),
     Setting(
+        "NEAR_CACHE_BYTES",
+        64 * 1024 * 1024,
+        _non_negative_int,
+        "With Redis, bytes of cached reads each worker also keeps in memory, coherent with "
+        "Redis (every invalidation waits until each worker has dropped the key; 0: none).",
+    ),
+    Setting(
         "CACHE_KEY_PREFIX",
         "refapi:",
         _text,

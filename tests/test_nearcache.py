@@ -1,0 +1,218 @@
+"""Each worker's near cache: reads served in process, and never a value a returned write replaced.
+
+Two apps on one database and one Redis prefix stand for two workers (or two replicas).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+import redis
+
+from refapi.caching import read_through
+from refapi.extensions import cache as flask_cache
+from refapi.store import services as store_services
+from tests.conftest import TEST_KEY
+
+TEST_CLIENT = "tester"
+
+pytestmark = pytest.mark.services
+
+
+def backend(app):
+    return app.extensions["cache"][next(iter(app.extensions["cache"]))]
+
+
+def near_of(app):
+    return backend(app).near
+
+
+def wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def read(app, key, value=None):
+    with app.app_context():
+        return read_through(flask_cache, key, lambda: value)
+
+
+def warm(app, key, value):
+    """Read ``key`` until this app's near cache holds it."""
+    near = near_of(app)
+    wait_for(lambda: read(app, key, value) == value and near.get(key) is not None)
+
+
+def store_key(key):
+    return store_services._cache_key(TEST_CLIENT, key)
+
+
+@pytest.fixture
+def redis_client(services):
+    client = redis.Redis.from_url(services["redis"])
+    yield client
+    client.close()
+
+
+def test_a_repeated_read_makes_no_round_trip_to_redis(make_app, services_config, monkeypatch):
+    app = make_app(**services_config)
+    warm(app, "k", {"value": 1})
+    cache = backend(app)
+    here = threading.current_thread()
+    commands = []
+    for client in {cache._read_client, cache._write_client}:
+        original = client.execute_command
+
+        def counted(*args, _original=original, **kwargs):
+            if threading.current_thread() is here:
+                commands.append(args[0])
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(client, "execute_command", counted)
+    assert read(app, "k", {"value": 2}) == {"value": 1}
+    assert commands == []
+
+
+def test_a_write_through_another_worker_is_seen_by_the_next_read(make_app, services_config):
+    first, second = make_app(**services_config), make_app(**services_config)
+    reader, writer = first.test_client(), second.test_client()
+    headers = {"X-API-Key": TEST_KEY}
+    near = near_of(first)
+    for version in range(1, 31):
+        saved = writer.post("/save", json={"key": "doc", "value": version}, headers=headers)
+        assert saved.json["version"] == version
+        # The read right after the write returned sees it...
+        assert reader.get("/get/doc", headers=headers).json["value"] == version
+        # ... though the reader's near cache held the entry the write replaced.
+        wait_for(
+            lambda: (
+                reader.get("/get/doc", headers=headers).json["value"] == version  # noqa: B023
+                and near.get(store_key("doc")) is not None
+            )
+        )
+
+
+def test_a_delete_through_another_worker_is_seen_by_the_next_read(make_app, services_config):
+    first, second = make_app(**services_config), make_app(**services_config)
+    reader, writer = first.test_client(), second.test_client()
+    headers = {"X-API-Key": TEST_KEY}
+    assert writer.post("/save", json={"key": "doc", "value": 1}, headers=headers).status_code in (
+        200,
+        201,
+    )
+    near = near_of(first)
+    wait_for(
+        lambda: (
+            reader.get("/get/doc", headers=headers).status_code == 200
+            and near.get(store_key("doc")) is not None
+        )
+    )
+    assert writer.delete("/delete/doc", headers=headers).status_code == 204
+    assert reader.get("/get/doc", headers=headers).status_code == 404
+
+
+def test_a_change_made_in_redis_by_anything_else_is_dropped(
+    make_app, services_config, redis_client
+):
+    # An older release, another service or an operator: Redis itself names the changed key.
+    app = make_app(**services_config)
+    warm(app, "k", "old")
+    near = near_of(app)
+    redis_client.set(backend(app).key_prefix + "k", "anything")
+    wait_for(lambda: len(near) == 0)
+    assert near.get("k") is None
+
+
+def test_a_fill_that_raced_an_invalidation_is_not_kept(make_app, services_config, redis_client):
+    app = make_app(**services_config)
+    warm(app, "other", 1)
+    near = near_of(app)
+    token = near.begin("k")
+    assert token is not None
+    # The key changes in Redis after the read's answer and before the read offers it.
+    redis_client.set(backend(app).key_prefix + "k", "changed")
+    wait_for(lambda: "k" not in near._filling)
+    assert near.offer("k", token, b"read before the change") is False
+    assert near.get("k") is None
+
+
+def test_a_listener_that_does_not_answer_stops_serving_and_a_write_waits_for_it(
+    make_app, services_config, caplog
+):
+    first, second = make_app(**services_config), make_app(**services_config)
+    reader, writer = first.test_client(), second.test_client()
+    headers = {"X-API-Key": TEST_KEY}
+    stuck = near_of(first)
+    for near in (stuck, near_of(second)):
+        near.freshness = 0.5
+    assert writer.post("/save", json={"key": "doc", "value": 1}, headers=headers).status_code in (
+        200,
+        201,
+    )
+    wait_for(
+        lambda: (
+            reader.get("/get/doc", headers=headers).json["value"] == 1
+            and stuck.get(store_key("doc")) is not None
+        )
+    )
+    # The reader's listener hangs on the next thing Redis sends it (the write's invalidation).
+    release = threading.Event()
+    apply = stuck._apply
+    stuck._apply = lambda push, me: release.wait(10) and apply(push, me)
+    try:
+        with caplog.at_level(logging.WARNING, logger="refapi.cache"):
+            assert writer.post(
+                "/save", json={"key": "doc", "value": 2}, headers=headers
+            ).status_code in (200, 201)
+        assert "did not acknowledge" in caplog.text
+        assert reader.get("/get/doc", headers=headers).json["value"] == 2
+    finally:
+        release.set()
+
+
+def test_losing_the_listeners_connection_empties_the_layer_until_it_is_back(
+    make_app, services_config, redis_client
+):
+    app = make_app(**services_config)
+    warm(app, "k", "v")
+    near = near_of(app)
+    host, port = near._socket.getsockname()[:2]
+    redis_client.client_kill(f"{host}:{port}")
+    wait_for(lambda: len(near) == 0)
+    assert near.get("k") is None
+    # It listens again by itself, and holds what is read after that.
+    warm(app, "k", "v")
+
+
+def test_the_layer_keeps_within_its_byte_budget_oldest_out_first(make_app, services_config):
+    app = make_app(**services_config, NEAR_CACHE_BYTES=1000)
+    near = near_of(app)
+    for number in range(6):
+        warm(app, f"k{number}", str(number) * 300)
+        assert near.size <= 1000
+    assert near.get("k5") is not None
+    assert near.get("k0") is None
+    # A value larger than the whole budget is read from Redis every time, never kept.
+    for _ in range(3):
+        assert read(app, "large", "x" * 2000) == "x" * 2000
+    assert near.get("large") is None
+    assert near.get("k5") is not None
+
+
+def test_each_hit_gets_its_own_copy(make_app, services_config):
+    app = make_app(**services_config)
+    warm(app, "k", {"months": ["2026-10"]})
+    read(app, "k")["months"].append("changed by a caller")
+    assert read(app, "k") == {"months": ["2026-10"]}
+
+
+def test_without_a_budget_there_is_no_near_cache(make_app, services_config):
+    app = make_app(**services_config, NEAR_CACHE_BYTES=0)
+    assert near_of(app) is None
+    assert read(app, "k", 1) == 1
+    assert read(app, "k", 2) == 1
