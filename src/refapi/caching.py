@@ -183,6 +183,7 @@ class ResilientRedisCache(RedisCache):
                 max_bytes=size,
                 entry_seconds=backend.default_timeout,
                 timeout=config.get("CACHE_OPTIONS", {}).get("socket_timeout") or 0.5,
+                keep=lambda raw: not _is_lease(backend.serializer.loads(raw)),
             )
         return backend
 
@@ -206,13 +207,11 @@ class ResilientRedisCache(RedisCache):
         From this worker's near cache when it holds the key: no round trip.
         """
         near = self.near
-        token = None
         if near is not None:
             held = near.get(key)
             if held is not None:
                 # Kept serialised, so that no caller can change what the next one reads.
                 return self.serializer.loads(held), False
-            token = near.begin(key)
 
         def run() -> tuple[Any, bool]:
             name = self._get_prefix() + key
@@ -221,10 +220,9 @@ class ResilientRedisCache(RedisCache):
             )
             if raw is None:
                 return None, bool(leased)
-            value = self.serializer.loads(raw)
-            if token is not None and not _is_lease(value):
-                near.offer(key, token, raw)  # type: ignore[union-attr]
-            return value, bool(leased)
+            if near is not None:
+                near.fill(key)
+            return self.serializer.loads(raw), bool(leased)
 
         return self._guard(run, failed=(None, False), write=False)
 

@@ -2,24 +2,26 @@
 
 A read cached in Redis costs a network round trip; the same read from this layer costs a
 dictionary lookup. ``ResilientRedisCache.get_or_lease`` (``refapi.caching.read_through``) asks
-it first, and offers it what Redis answered, as Redis's bytes: each hit deserialises its own
-copy. A byte budget bounds it. It never serves a value that a write which has returned replaced:
+it first; after a Redis hit, it asks the layer to ``fill`` the key. The layer keeps Redis's
+bytes, so that each hit deserialises its own copy, within a byte budget. It never serves a value
+that a write which has returned replaced:
 
-- **Redis names every change.** The listener's own connection has ``CLIENT TRACKING ON BCAST
-  PREFIX <key prefix>``: Redis pushes to it the name of every key under the prefix that changes
-  (written, deleted, expired, evicted, flushed), whoever changed it: another worker, another
-  replica, a CLI command, an older release. The listener drops those keys.
+- **Redis names every change, in order.** The layer reads what it keeps through its listener's
+  own connection, which has ``CLIENT TRACKING ON`` (RESP3): from then on Redis pushes to that
+  connection the name of each of those keys that changes (written, deleted, expired, evicted,
+  flushed), whoever changed it (another worker, another replica, a CLI command, an older
+  release), and always after the answer that read it. The listener applies the stream in
+  order: a value is kept when its answer comes, dropped when its invalidation comes.
 - **A write waits for every listener.** After a cache invalidation, ``fence`` publishes a fence
   on a channel that every listener subscribes to on that same connection. Redis delivers the
   fence after the invalidations it sent before it, so a listener that acknowledges the fence
   has dropped them. The writer returns once every listener has acknowledged (PUBLISH says how
   many there are).
 - **A listener that does not answer stops serving.** A layer serves hits only for
-  ``freshness`` seconds after it last heard back its own heartbeat through that connection;
-  a writer that misses an acknowledgement waits ``freshness`` from before its fence, by when
-  such a listener has stopped serving. A lost connection empties the layer.
-- **A fill cannot bring an old value back.** A read takes a token before asking Redis; an
-  invalidation of the key drops the token; the answer is kept only if its token survived.
+  ``freshness`` seconds after its last heartbeat (a PING on that connection) came back; a writer
+  that misses an acknowledgement waits ``freshness`` from before its fence, by when such a
+  listener has stopped serving. A hit is also passed over while the listener has unread data
+  (an invalidation, or the end of the connection). A lost connection empties the layer.
 
 redis-py's own client-side cache needs Redis 7.4 and does not make writers wait; this works
 with Redis 6 and later.
@@ -27,6 +29,7 @@ with Redis 6 and later.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import select
@@ -34,6 +37,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -66,22 +70,27 @@ class NearCache:
         max_bytes: int,
         entry_seconds: int,
         timeout: float,
+        keep: Callable[[bytes], bool] = lambda raw: True,
         freshness: float = FRESHNESS_SECONDS,
     ) -> None:
         self._url = url
-        # Heartbeats, fences and acknowledgements go through the backend's own client.
+        # Fences go through the backend's own client.
         self._client = client
         self._prefix = prefix
-        self._prefix_bytes = prefix.encode()
         self._channel = prefix + "near-fence"
         self._max_bytes = max_bytes
-        self._bytes = 0
         self._entry_seconds = entry_seconds
         self._timeout = timeout
+        self._keep = keep
         self.freshness = freshness
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[bytes, float]] = {}
-        self._filling: dict[str, object] = {}
+        self._bytes = 0
+        # What the listener's connection was asked, in order: ("fill", key), ("heartbeat",
+        # sent at), ("ack", None). Appended under _send_lock with the command it stands for.
+        self._pending: collections.deque[tuple[str, Any]] = collections.deque()
+        self._requested: set[str] = set()
+        self._send_lock = threading.Lock()
         self._fresh_until = 0.0
         self._pid: int | None = None
         self._stopped = threading.Event()
@@ -101,10 +110,23 @@ class NearCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        value, expires = entry
+        raw, expires = entry
         if (expires and now >= expires) or self._behind():
             return None
-        return value
+        return raw
+
+    def fill(self, key: str) -> None:
+        """Have the listener read ``key`` and keep it (Redis just answered it to this worker)."""
+        connection = self._connection
+        if (
+            connection is None
+            or time.monotonic() >= self._fresh_until
+            or key in self._requested
+            or key in self
+        ):
+            return
+        self._requested.add(key)
+        self._send(connection, ("fill", key), ("GET", self._prefix + key))
 
     def _behind(self) -> bool:
         """Whether Redis sent something the listener has not read yet, or closed on it.
@@ -121,50 +143,17 @@ class NearCache:
             return True
         return bool(readable)
 
-    def begin(self, key: str) -> object | None:
-        """A token for a read of ``key`` about to ask Redis; None when the layer cannot fill."""
-        if time.monotonic() >= self._fresh_until:
-            return None
-        token = object()
-        with self._lock:
-            self._filling[key] = token
-        return token
+    def __len__(self) -> int:
+        return len(self._entries)
 
-    def offer(self, key: str, token: object, raw: bytes) -> bool:
-        """Keep ``raw`` (Redis's bytes for ``key``) if no invalidation of ``key`` came since
-        ``begin`` gave ``token``."""
-        size = len(raw) + ENTRY_OVERHEAD_BYTES
-        if size > self._max_bytes:
-            return False
-        with self._lock:
-            if self._filling.get(key) is not token:
-                return False
-            del self._filling[key]
-            now = time.monotonic()
-            if now >= self._fresh_until:
-                return False
-            self._forget(key)
-            while self._bytes + size > self._max_bytes:
-                # The oldest entry first: dicts keep insertion order.
-                self._forget(next(iter(self._entries)))
-            expires = now + self._entry_seconds if self._entry_seconds else 0.0
-            self._entries[key] = (raw, expires)
-            self._bytes += size
-            return True
-
-    def _forget(self, key: str) -> None:
-        # Under the lock.
-        entry = self._entries.pop(key, None)
-        if entry is not None:
-            self._bytes -= len(entry[0]) + ENTRY_OVERHEAD_BYTES
+    def __contains__(self, key: str) -> bool:
+        """Whether the layer holds ``key`` (served or not: see ``get``)."""
+        return key in self._entries
 
     @property
     def size(self) -> int:
         """Bytes held, counting each entry's overhead."""
         return self._bytes
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
     # Writes -------------------------------------------------------------------------------
 
@@ -205,9 +194,10 @@ class NearCache:
         """Stop the listener and empty the layer (tests; a process that ends needs nothing)."""
         self._stopped.set()
         self._drop_all()
-        connection = self._connection
-        if connection is not None:
-            connection.disconnect()
+        with self._send_lock:
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                connection.disconnect()
         if self._listener is not None and self._listener is not threading.current_thread():
             self._listener.join(timeout=5)
 
@@ -217,35 +207,72 @@ class NearCache:
                 return
             # A forked worker inherits no listener: its own starts empty.
             self._pid = os.getpid()
-            self._entries = {}
-            self._filling = {}
-            self._bytes = 0
-            self._fresh_until = 0.0
+            self._send_lock = threading.Lock()
+            self._connection = self._socket = None
+            self._drop_all_locked()
             self._listener = threading.Thread(
                 target=self._listen, name="refapi-near-cache", daemon=True
             )
             self._listener.start()
 
+    def _send(self, connection: Any, marker: tuple[str, Any], *commands: tuple[Any, ...]) -> None:
+        """Send ``commands`` on the listener's connection; their answers come to the listener."""
+        with self._send_lock:
+            # Never on a connection that has closed: redis-py would open a new, untracked one.
+            current = self._connection
+            if current is None or current is not connection or not current._sock:
+                return
+            try:
+                for command in commands:
+                    self._pending.append(marker)
+                    current.send_command(*command, check_health=False)
+            except (redis.exceptions.RedisError, OSError):
+                # The listener finds the connection broken, empties the layer and reconnects.
+                self._socket = None
+
     def _drop_all(self) -> None:
         with self._lock:
-            self._fresh_until = 0.0
-            self._entries.clear()
-            self._filling.clear()
-            self._bytes = 0
+            self._drop_all_locked()
 
-    def _drop(self, keys: list[bytes] | None) -> None:
+    def _drop_all_locked(self) -> None:
+        self._fresh_until = 0.0
+        self._entries.clear()
+        self._bytes = 0
+        self._requested.clear()
+
+    def _drop(self, names: list[bytes] | None) -> None:
         with self._lock:
-            if keys is None:
-                # A FLUSHDB, FLUSHALL, or tracking turned off: everything may have changed.
+            if names is None:
+                # A FLUSHDB, FLUSHALL, or a full tracking table: everything may have changed.
                 self._entries.clear()
-                self._filling.clear()
                 self._bytes = 0
                 return
-            for name in keys:
-                if name.startswith(self._prefix_bytes):
-                    key = name[len(self._prefix_bytes) :].decode()
-                    self._forget(key)
-                    self._filling.pop(key, None)
+            for name in names:
+                key = name.decode()[len(self._prefix) :]
+                self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        # Under the lock.
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= len(entry[0]) + ENTRY_OVERHEAD_BYTES
+
+    def _keep_answer(self, key: str, raw: Any) -> None:
+        self._requested.discard(key)
+        if not isinstance(raw, bytes) or not self._keep(raw):
+            return
+        size = len(raw) + ENTRY_OVERHEAD_BYTES
+        if size > self._max_bytes:
+            return
+        with self._lock:
+            self._forget(key)
+            while self._bytes + size > self._max_bytes:
+                # The oldest entry first: dicts keep insertion order.
+                self._forget(next(iter(self._entries)))
+            now = time.monotonic()
+            expires = now + self._entry_seconds if self._entry_seconds else 0.0
+            self._entries[key] = (raw, expires)
+            self._bytes += size
 
     def _listen(self) -> None:
         was_down = False
@@ -253,22 +280,24 @@ class NearCache:
             try:
                 self._serve()
             except Exception as error:
-                # Whatever it was, the layer stops serving (finally) and listens again.
+                # Whatever it was, the layer stops serving (below) and listens again.
                 if self._stopped.is_set():
                     break
                 if not was_down:
                     logger.warning("near cache off until Redis answers: %r", error)
                 was_down = True
             finally:
-                self._drop_all()
-                self._socket = None
-                connection, self._connection = self._connection, None
-                if connection is not None:
-                    connection.disconnect()
+                with self._send_lock:
+                    self._drop_all()
+                    self._socket = None
+                    connection, self._connection = self._connection, None
+                    self._pending.clear()
+                    if connection is not None:
+                        connection.disconnect()
             self._stopped.wait(RECONNECT_SECONDS)
 
     def _serve(self) -> None:
-        """Track the prefix and apply what Redis sends, until the connection fails."""
+        """Track what the layer reads and apply what Redis sends, until the connection fails."""
         client = redis.Redis.from_url(
             self._url,
             protocol=3,
@@ -280,39 +309,48 @@ class NearCache:
         connection = client.connection
         if connection is None:
             raise redis.exceptions.ConnectionError("no connection")
-        self._connection = connection
+        with self._send_lock:
+            self._connection = connection
         connection.connect()
-        self._socket = connection._sock
-        # Pushes (invalidations and fence messages alike) are returned to this loop, in order.
-        connection._parser.set_invalidation_push_handler(lambda push: push)
-        connection.send_command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self._prefix)
+        # Pushes (invalidations, the channel's messages) come back marked, answers as they are.
+        parser: Any = connection._parser
+        parser.set_invalidation_push_handler(lambda push: ("push", push))
+        parser.set_pubsub_push_handler(lambda push: ("push", push))
+        connection.send_command("CLIENT", "TRACKING", "ON")
         connection.read_response()
         connection.send_command("SUBSCRIBE", self._channel)
         connection.read_response(push_request=True)
+        self._socket = connection._sock
         logger.info("near cache listening")
-        me = uuid.uuid4().hex
         next_heartbeat = 0.0
         while not self._stopped.is_set():
             now = time.monotonic()
             if now >= next_heartbeat:
-                self._client.publish(self._channel, f"heartbeat {me} {now!r}")
+                self._send(connection, ("heartbeat", now), ("PING",))
                 next_heartbeat = now + self.freshness / HEARTBEATS_PER_FRESHNESS
             if not connection.can_read(timeout=max(next_heartbeat - time.monotonic(), 0)):
                 continue
-            push = connection.read_response(push_request=True)
-            self._apply(push, me)
+            answer = connection.read_response(push_request=True)
+            if isinstance(answer, tuple) and answer[0] == "push":
+                self._apply(connection, answer[1])
+                continue
+            kind, detail = self._pending.popleft()
+            if kind == "fill":
+                self._keep_answer(detail, answer)
+            elif kind == "heartbeat":
+                # Everything Redis sent before this heartbeat's answer has been applied.
+                self._fresh_until = detail + self.freshness
 
-    def _apply(self, push: Any, me: str) -> None:
+    def _apply(self, connection: Any, push: list[Any]) -> None:
         kind = push[0]
         if kind == b"invalidate":
             self._drop(push[1])
         elif kind == b"message":
             words = push[2].decode().split(" ")
-            if words[0] == "heartbeat" and words[1] == me:
-                # Every invalidation Redis sent before this heartbeat has been applied.
-                self._fresh_until = float(words[2]) + self.freshness
-            elif words[0] == "fence":
-                acknowledgement = self._client.pipeline(transaction=False)
-                acknowledgement.rpush(words[1], 1)
-                acknowledgement.expire(words[1], ACK_TTL_SECONDS)
-                acknowledgement.execute()
+            if words[0] == "fence":
+                self._send(
+                    connection,
+                    ("ack", None),
+                    ("RPUSH", words[1], 1),
+                    ("EXPIRE", words[1], ACK_TTL_SECONDS),
+                )
