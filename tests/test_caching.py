@@ -201,18 +201,30 @@ def test_deleting_many_keys_is_one_command_and_a_key_leased_again_is_no_error(
     cache.set("b", 2)
     commands = []
     original = cache._write_client.execute_command
+    make_pipeline = cache._write_client.pipeline
 
-    def delete_then_lease(*args, **kwargs):
+    def counted(*args, **kwargs):
         commands.append(args[0])
-        result = original(*args, **kwargs)
-        if args[0] == "DEL":
-            original("SET", cache.key_prefix + "a", "a lease")
-        return result
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(cache._write_client, "execute_command", delete_then_lease)
-    monkeypatch.setattr(cache._read_client, "execute_command", delete_then_lease)
+    def pipeline(*args, **kwargs):
+        batch = make_pipeline(*args, **kwargs)
+        execute = batch.execute
+
+        def delete_then_lease():
+            commands.extend(command[0][0] for command in batch.command_stack)
+            result = execute()
+            original("SET", cache.key_prefix + "a", "a lease")
+            return result
+
+        batch.execute = delete_then_lease
+        return batch
+
+    monkeypatch.setattr(cache._write_client, "execute_command", counted)
+    monkeypatch.setattr(cache._read_client, "execute_command", counted)
+    monkeypatch.setattr(cache._write_client, "pipeline", pipeline)
     cache.delete_many("a", "b", "never-set")
-    # One DEL for the keys, then the near caches' fence (no worker listens here, so no wait).
+    # One DEL for the keys, sent with the near caches' fence (no worker listens: no wait).
     assert commands == ["DEL", "PUBLISH"]
     assert cache.get("b") is None
 

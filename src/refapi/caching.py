@@ -187,8 +187,14 @@ class ResilientRedisCache(RedisCache):
             )
         return backend
 
+    def _invalidate(self, command: str, *names: str) -> Any:
+        """``command`` (DEL, UNLINK) on ``names``, then wait until every worker's near cache has
+        dropped them: one round trip for both, and the acknowledgements."""
+        if self.near is None:
+            return self._write_client.execute_command(command, *names)
+        return self.near.fence((command, *names))[0]
+
     def _fence(self) -> None:
-        # Every worker's near cache has dropped what the invalidation just made old.
         if self.near is not None:
             self.near.fence()
 
@@ -331,30 +337,36 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + char if char in "*?[]\\" else char for char in text)
 
 
-def _delete_many(self: RedisCache, *keys: str) -> list[str]:
+def _delete_many(self: ResilientRedisCache, *keys: str) -> list[str]:
     # One DEL for all the keys. cachelib's delete_many then asks Redis about each key, a round
     # trip apiece, and raises RuntimeError when one exists again, as it legitimately does once a
     # concurrent read has taken a lease on it.
     if keys:
-        self._write_client.delete(*(self._get_prefix() + key for key in keys))
+        self._invalidate("DEL", *(self._get_prefix() + key for key in keys))
     return list(keys)
 
 
-# Operations done here rather than by cachelib's RedisCache.
-_OWN = {"delete_many": _delete_many}
-# The operations that invalidate: each waits until every worker's near cache has applied it.
-_INVALIDATIONS = frozenset({"delete", "delete_many", "unlink"})
+def _delete(self: ResilientRedisCache, key: str) -> bool:
+    return bool(self._invalidate("DEL", self._get_prefix() + key))
+
+
+def _unlink(self: ResilientRedisCache, *keys: str) -> Any:
+    if not keys:
+        return None
+    return self._invalidate("UNLINK", *(self._get_prefix() + key for key in keys))
+
+
+# Operations done here rather than by cachelib's RedisCache: each invalidation waits until every
+# worker's near cache has applied it.
+_OWN: dict[str, Callable[..., Any]] = {
+    "delete_many": _delete_many,
+    "delete": _delete,
+    "unlink": _unlink,
+}
 
 
 def _guarded(name: str, *, write: bool) -> Callable[..., Any]:
     original = _OWN.get(name) or getattr(RedisCache, name)
-    invalidates = name in _INVALIDATIONS
-
-    def run(self: ResilientRedisCache, *args: Any, **kwargs: Any) -> Any:
-        result = original(self, *args, **kwargs)
-        if invalidates:
-            self._fence()
-        return result
 
     @functools.wraps(original)
     def method(self: ResilientRedisCache, *args: Any, **kwargs: Any) -> Any:
@@ -362,7 +374,7 @@ def _guarded(name: str, *, write: bool) -> Callable[..., Any]:
         fallback: Any = (
             [None] * len(args) if name == "get_many" else None if name == "get" else False
         )
-        return self._guard(lambda: run(self, *args, **kwargs), failed=fallback, write=write)
+        return self._guard(lambda: original(self, *args, **kwargs), failed=fallback, write=write)
 
     return method
 

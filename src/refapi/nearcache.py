@@ -157,14 +157,19 @@ class NearCache:
 
     # Writes -------------------------------------------------------------------------------
 
-    def fence(self) -> int:
-        """Wait until every listener has applied the invalidations sent before this call.
+    def fence(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Run ``commands`` (invalidations), then wait until every listener has applied them.
 
-        Returns how many acknowledged. Raises redis-py's errors when Redis cannot be reached.
+        One round trip for the commands and the fence; returns their answers. Raises redis-py's
+        errors when Redis cannot be reached.
         """
         started = time.monotonic()
         ack_key = f"{self._prefix}near-ack:{uuid.uuid4().hex}"
-        listeners = int(self._client.publish(self._channel, "fence " + ack_key))
+        pipeline = self._client.pipeline(transaction=False)
+        for command in commands:
+            pipeline.execute_command(*command)
+        pipeline.publish(self._channel, "fence " + ack_key)
+        *answers, listeners = pipeline.execute()
         acknowledged = 0
         deadline = started + self.freshness
         # Each wait is shorter than the client's socket timeout, which would end a longer one.
@@ -186,7 +191,7 @@ class NearCache:
             )
             time.sleep(max(0.0, started + self.freshness - time.monotonic()))
             self._client.delete(ack_key)
-        return acknowledged
+        return answers
 
     # The listener -------------------------------------------------------------------------
 
