@@ -225,3 +225,26 @@ def test_without_a_budget_there_is_no_near_cache(make_app, services_config):
     assert near_of(app) is None
     assert read(app, "k", 1) == 1
     assert read(app, "k", 2) == 1
+
+
+def test_a_redis_that_refuses_tracking_leaves_the_layer_off_and_says_so(
+    make_app, services_config, monkeypatch, caplog
+):
+    app = make_app(**services_config)
+    near = near_of(app)
+
+    send_command = redis.connection.Connection.send_command
+
+    def refuse(self, *args, **kwargs):
+        if args[:2] == ("CLIENT", "TRACKING"):
+            raise redis.exceptions.ResponseError("unknown subcommand 'TRACKING'")
+        return send_command(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_command", refuse)
+    with caplog.at_level(logging.ERROR, logger="refapi.cache"):
+        assert read(app, "k", 1) == 1
+        wait_for(lambda: "near cache off" in caplog.text)
+    monkeypatch.undo()
+    assert read(app, "k", 2) == 1
+    assert read(app, "k", 3) == 1
+    assert "k" not in near

@@ -58,6 +58,10 @@ ENTRY_OVERHEAD_BYTES = 200
 RECONNECT_SECONDS = 0.5
 
 
+class _Refused(Exception):
+    """Redis refused CLIENT TRACKING."""
+
+
 class NearCache:
     """A bounded in-process copy of values read from Redis, coherent with it (see above)."""
 
@@ -284,6 +288,15 @@ class NearCache:
         while not self._stopped.is_set():
             try:
                 self._serve()
+            except _Refused as error:
+                # Redis refused to track (a proxy or managed Redis without CLIENT TRACKING, a
+                # Redis older than 6): the layer stays off, and reads go to Redis as they would.
+                logger.error(
+                    "near cache off: Redis refused to track keys (%s); reads use Redis alone. "
+                    "REFAPI_NEAR_CACHE_BYTES=0 turns the near cache off.",
+                    error,
+                )
+                self._stopped.set()
             except Exception as error:
                 # Whatever it was, the layer stops serving (below) and listens again.
                 if self._stopped.is_set():
@@ -321,8 +334,11 @@ class NearCache:
         parser: Any = connection._parser
         parser.set_invalidation_push_handler(lambda push: ("push", push))
         parser.set_pubsub_push_handler(lambda push: ("push", push))
-        connection.send_command("CLIENT", "TRACKING", "ON")
-        connection.read_response()
+        try:
+            connection.send_command("CLIENT", "TRACKING", "ON")
+            connection.read_response()
+        except redis.exceptions.ResponseError as error:
+            raise _Refused(str(error)) from error
         connection.send_command("SUBSCRIBE", self._channel)
         connection.read_response(push_request=True)
         self._socket = connection._sock

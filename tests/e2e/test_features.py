@@ -56,6 +56,19 @@ def test_a_read_right_after_a_write_is_never_stale(two_workers_on_redis):
         assert server.get("/get/k", headers=KEY).json()["value"] == version
 
 
+def test_a_value_both_workers_hold_in_memory_is_never_served_after_its_write(
+    two_workers_on_redis,
+):
+    # Both workers' near caches hold the entry when it is replaced (each read is a new
+    # connection, spread over the workers): the first read after the write is the new value.
+    server = two_workers_on_redis
+    for version in range(1, 16):
+        saved = server.request("POST", "/save", json={"key": "k", "value": version}, headers=KEY)
+        assert saved.json()["version"] == version
+        assert server.get("/get/k", headers=KEY).json()["value"] == version
+        assert {response.json()["value"] for response in get_many(server, "/get/k")} == {version}
+
+
 def test_concurrent_create_only_saves_across_workers_create_once(two_workers_on_redis):
     server = two_workers_on_redis
 
