@@ -47,6 +47,35 @@ def serialised(schema: Any, data: Any) -> bytes:
     return flask.jsonify(schema.dump(data)).get_data()
 
 
+# Bodies made by ``serialised_once``, by schema, JSON provider and the data's content.
+_BODIES: dict[tuple[Any, ...], bytes] = {}
+_MOST_BODIES = 512
+
+
+def serialised_once(schema: Any, data: Any) -> bytes:
+    """``serialised(schema, data)``, made once for data of the same content.
+
+    For answers that repeat a few distinct bodies many times (issue 8: the current health index
+    spent more on marshmallow's dump and ``jsonify`` than on everything else it does). ``data``
+    holds dicts, lists and hashable values.
+    """
+    key = (schema, flask.current_app.json, _frozen(data))
+    body = _BODIES.get(key)
+    if body is None:
+        if len(_BODIES) >= _MOST_BODIES:
+            _BODIES.clear()
+        body = _BODIES[key] = serialised(schema, data)
+    return body
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple((name, _frozen(item)) for name, item in value.items())
+    if isinstance(value, list):
+        return tuple(_frozen(item) for item in value)
+    return value
+
+
 class JsonOnlyParser(FlaskParser):
     """webargs' parser, but a body in another format is 415, not a missing-field 422."""
 

@@ -1,7 +1,15 @@
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
+import pytest
+import sqlalchemy as sa
+
+from refapi.api import serialised
+from refapi.extensions import db
+from refapi.indices import services
+from refapi.indices.models import Refresh
+from refapi.indices.schemas import HealthIndexSchema
 from tests.indices.conftest import HEALTH, statbel_rows, statbel_text, statbel_zip
 
 OCTOBER_2020 = [
@@ -41,6 +49,28 @@ def test_current_index_of_one_base_year(stored, client, auth_headers):
         "smoothed": 130.78,
         "stale": False,
     }
+
+
+@pytest.mark.parametrize("query", ["", "?base_year=2013"])
+def test_current_index_body_is_byte_for_byte_what_flask_smorest_makes(
+    stored, app, client, auth_headers, query
+):
+    # The view answers a body it made once for the same data, and a new one for new data.
+    bodies = []
+    for _ in range(2):
+        response = client.get(f"/indices/health{query}", headers=auth_headers)
+        with app.test_request_context():
+            expected = services.current(base_year=query.partition("=")[2] or None)
+            assert response.data == serialised(HealthIndexSchema(), expected)
+        bodies.append(response.data)
+        with app.app_context():
+            # A later successful refresh: a new retrieved_at, the same values.
+            for refresh in db.session.scalars(sa.select(Refresh)):
+                if refresh.finished_at is not None:
+                    refresh.finished_at += timedelta(seconds=1)
+            db.session.commit()
+            services._invalidate()
+    assert bodies[0] != bodies[1]
 
 
 def test_current_index_needs_a_key(stored, client):
