@@ -248,3 +248,22 @@ def test_a_redis_that_refuses_tracking_leaves_the_layer_off_and_says_so(
     assert read(app, "k", 2) == 1
     assert read(app, "k", 3) == 1
     assert "k" not in near
+
+
+def test_deployments_that_differ_only_by_database_do_not_wait_for_each_other(
+    make_app, services_config, caplog
+):
+    url = redis.connection.parse_url(services_config["REDIS_URL"])
+    other_database = 14 if url.get("db", 0) != 14 else 13
+    other_url = services_config["REDIS_URL"].rsplit("/", 1)[0] + f"/{other_database}"
+    writer = make_app(**services_config)
+    other = make_app(**{**services_config, "REDIS_URL": other_url})
+    try:
+        warm(other, "k", 1)
+        with caplog.at_level(logging.WARNING, logger="refapi.cache"):
+            assert backend(writer).delete("k") is False
+        assert "did not acknowledge" not in caplog.text
+        assert "k" in near_of(other)
+    finally:
+        with other.app_context():
+            flask_cache.clear()

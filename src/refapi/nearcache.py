@@ -81,7 +81,10 @@ class NearCache:
         # Fences go through the backend's own client.
         self._client = client
         self._prefix = prefix
-        self._channel = prefix + "near-fence"
+        # Channels are not per database: name the database, for deployments that differ only
+        # by it.
+        database = client.connection_pool.connection_kwargs.get("db", 0)
+        self._channel = f"{prefix}near-fence:{database}"
         self._max_bytes = max_bytes
         self._entry_seconds = entry_seconds
         self._timeout = timeout
