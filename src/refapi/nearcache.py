@@ -125,12 +125,11 @@ class NearCache:
     def fill(self, key: str) -> None:
         """Have the listener read ``key`` and keep it (Redis just answered it to this worker)."""
         connection = self._connection
-        if (
-            connection is None
-            or time.monotonic() >= self._fresh_until
-            or key in self._requested
-            or key in self
-        ):
+        now = time.monotonic()
+        if connection is None or now >= self._fresh_until or key in self._requested:
+            return
+        held = self._entries.get(key)
+        if held is not None and not (held[1] and now >= held[1]):
             return
         self._requested.add(key)
         self._send(connection, ("fill", key), ("GET", self._prefix + key))
@@ -170,15 +169,17 @@ class NearCache:
         One round trip for the commands and the fence; returns their answers. Raises redis-py's
         errors when Redis cannot be reached.
         """
-        started = time.monotonic()
         ack_key = f"{self._prefix}near-ack:{uuid.uuid4().hex}"
         pipeline = self._client.pipeline(transaction=False)
         for command in commands:
             pipeline.execute_command(*command)
         pipeline.publish(self._channel, "fence " + ack_key)
         *answers, listeners = pipeline.execute()
+        # Redis ran the invalidation before this: a listener's last heartbeat that came back
+        # before it was sent before this too.
+        published = time.monotonic()
         acknowledged = 0
-        deadline = started + self.freshness
+        deadline = published + self.freshness
         # Each wait is shorter than the client's socket timeout, which would end a longer one.
         step = max(min(self._timeout / 2, 0.25), 0.01)
         while acknowledged < listeners:
@@ -189,14 +190,14 @@ class NearCache:
                 acknowledged += 1
         if acknowledged < listeners:
             # A listener that did not answer stops serving freshness seconds after its last
-            # heartbeat, which it sent before this fence.
+            # heartbeat, by the deadline.
             logger.warning(
                 "near cache: %d of %d listeners did not acknowledge an invalidation; waiting "
                 "until they stop serving",
                 listeners - acknowledged,
                 listeners,
             )
-            time.sleep(max(0.0, started + self.freshness - time.monotonic()))
+            time.sleep(max(0.0, deadline - time.monotonic()))
             self._client.delete(ack_key)
         return answers
 
