@@ -6,6 +6,7 @@ Two apps on one database and one Redis prefix stand for two workers (or two repl
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import threading
 import time
@@ -46,7 +47,7 @@ def read(app, key, value=None):
 def warm(app, key, value):
     """Read ``key`` until this app's near cache holds it."""
     near = near_of(app)
-    wait_for(lambda: read(app, key, value) == value and key in near)
+    wait_for(lambda: read(app, key, value) == value and near.get(key) is not None)
 
 
 def store_key(key):
@@ -277,3 +278,91 @@ def test_an_entry_past_the_cache_timeout_is_read_again_and_kept_again(make_app, 
     assert near.get("k") is None
     # Redis's copy expired too: the value is loaded again, then held again.
     wait_for(lambda: read(app, "k", "second") == "second" and near.get("k") is not None)
+
+
+def test_a_write_whose_wait_for_acknowledgements_fails_still_waits_out_the_freshness(
+    make_app, services_config, monkeypatch, caplog
+):
+    # Redis ran the invalidation; only the wait failed (a timeout, say). The write must not
+    # answer while a worker that did not acknowledge may still serve the old value.
+    first, second = make_app(**services_config), make_app(**services_config)
+    reader, writer = first.test_client(), second.test_client()
+    headers = {"X-API-Key": TEST_KEY}
+    stuck, waiting = near_of(first), near_of(second)
+    for near in (stuck, waiting):
+        near.freshness = 0.5
+    assert writer.post("/save", json={"key": "doc", "value": 1}, headers=headers).status_code == 201
+    wait_for(
+        lambda: (
+            reader.get("/get/doc", headers=headers).json["value"] == 1 and store_key("doc") in stuck
+        )
+    )
+    release = threading.Event()
+    apply = stuck._apply
+    monkeypatch.setattr(stuck, "_apply", lambda *args: release.wait(10) and apply(*args))
+
+    class FailingWaits:
+        def blpop(self, *args, **kwargs):
+            raise redis.exceptions.TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(waiting, "_waiter", FailingWaits)
+    try:
+        with caplog.at_level(logging.WARNING, logger="refapi.cache"):
+            saved = writer.post("/save", json={"key": "doc", "value": 2}, headers=headers)
+        assert saved.status_code == 200
+        assert "waiting for acknowledgements failed" in caplog.text
+        assert reader.get("/get/doc", headers=headers).json["value"] == 2
+        # The invalidation itself went through: nothing to empty when Redis answers again.
+        assert backend(second)._must_flush is False
+    finally:
+        release.set()
+
+
+def test_a_listener_whose_connection_a_failed_send_closed_starts_again_with_tracking(
+    make_app, services_config, redis_client, monkeypatch
+):
+    app = make_app(**services_config)
+    warm(app, "k", "v")
+    near = near_of(app)
+    name = backend(app).key_prefix + "k"
+    # While the listener is busy with something Redis sent, a request's send fails, and
+    # redis-py closes the connection, as it does when a send fails.
+    busy, release = threading.Event(), threading.Event()
+    apply = near._apply
+
+    def slow_apply(*args):
+        busy.set()
+        release.wait(10)
+        apply(*args)
+
+    monkeypatch.setattr(near, "_apply", slow_apply)
+    redis_client.set(name, b"!" + pickle.dumps("changed"))
+    assert busy.wait(5)
+    connection = near._connection
+
+    def failing_send(*args, **kwargs):
+        connection.disconnect()
+        raise redis.exceptions.ConnectionError("Error 32 while writing to socket")
+
+    monkeypatch.setattr(connection, "send_command", failing_send)
+    near.fill("other")
+    monkeypatch.undo()
+    release.set()
+    # It starts again on a tracked connection: it serves, and hears of changes.
+    warm(app, "k", "changed")
+    redis_client.set(name, b"!" + pickle.dumps("changed again"))
+    wait_for(lambda: "k" not in near)
+
+
+def test_the_layer_serves_when_its_connection_is_past_select_s_descriptor_limit(
+    make_app, services_config
+):
+    spare = [os.dup(0) for _ in range(1100)]
+    try:
+        app = make_app(**services_config)
+        warm(app, "k", "v")
+        assert near_of(app)._socket.fileno() >= 1024
+        assert near_of(app).get("k") is not None
+    finally:
+        for descriptor in spare:
+            os.close(descriptor)

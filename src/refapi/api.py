@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import datetime
 import http
 import json
 from collections.abc import Callable
@@ -73,7 +74,11 @@ def _frozen(value: Any) -> Any:
         return tuple((name, _frozen(item)) for name, item in value.items())
     if isinstance(value, list):
         return tuple(_frozen(item) for item in value)
-    return value
+    if isinstance(value, datetime.datetime):
+        # Equal instants in other time zones are written differently.
+        return (datetime.datetime, value, value.utcoffset())
+    # With its type: 1, 1.0 and True are equal, and serialised differently.
+    return (type(value), value)
 
 
 class JsonOnlyParser(FlaskParser):

@@ -37,10 +37,12 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import redis
+from redis.maint_notifications import MaintNotificationsConfig
 
 logger = logging.getLogger("refapi.cache")
 
@@ -56,6 +58,19 @@ ACK_TTL_SECONDS = 10
 ENTRY_OVERHEAD_BYTES = 200
 # Between two attempts to reconnect to a Redis that is down.
 RECONNECT_SECONDS = 0.5
+
+
+# Every layer of this process, so that a forked child can reset them (a worker forked after its
+# parent served requests, with gunicorn's --preload say).
+_LAYERS: weakref.WeakSet[NearCache] = weakref.WeakSet()
+
+
+def _forget_parents() -> None:
+    for layer in list(_LAYERS):
+        layer._forget_parent()
+
+
+os.register_at_fork(after_in_child=_forget_parents)
 
 
 class _Refused(Exception):
@@ -104,6 +119,9 @@ class NearCache:
         self._listener: threading.Thread | None = None
         self._connection: redis.connection.Connection | None = None
         self._socket: socket.socket | None = None
+        # Fence waits block for up to ``freshness``: longer than the backend's socket timeout.
+        self._waiting_client: redis.Redis | None = None
+        _LAYERS.add(self)
 
     # Reads --------------------------------------------------------------------------------
 
@@ -132,7 +150,9 @@ class NearCache:
         if held is not None and not (held[1] and now >= held[1]):
             return
         self._requested.add(key)
-        self._send(connection, ("fill", key), ("GET", self._prefix + key))
+        if not self._send(connection, ("fill", key), ("GET", self._prefix + key)):
+            # The connection changed meanwhile: a later hit asks again.
+            self._requested.discard(key)
 
     def _behind(self) -> bool:
         """Whether Redis sent something the listener has not read yet, or closed on it.
@@ -143,11 +163,14 @@ class NearCache:
         connection = self._socket
         if connection is None:
             return True
+        # poll, not select: a worker with many connections has descriptors past select's 1024.
+        # One poll object per call: two threads may not poll the same one at once.
+        readiness = select.poll()
         try:
-            readable, _, _ = select.select([connection], [], [], 0)
+            readiness.register(connection, select.POLLIN)
+            return bool(readiness.poll(0))
         except (OSError, ValueError):
             return True
-        return bool(readable)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -167,7 +190,7 @@ class NearCache:
         """Run ``commands`` (invalidations), then wait until every listener has applied them.
 
         One round trip for the commands and the fence; returns their answers. Raises redis-py's
-        errors when Redis cannot be reached.
+        errors when the commands could not be run; once they ran, waiting always ends in time.
         """
         ack_key = f"{self._prefix}near-ack:{uuid.uuid4().hex}"
         pipeline = self._client.pipeline(transaction=False)
@@ -177,17 +200,18 @@ class NearCache:
         *answers, listeners = pipeline.execute()
         # Redis ran the invalidation before this: a listener's last heartbeat that came back
         # before it was sent before this too.
-        published = time.monotonic()
+        deadline = time.monotonic() + self.freshness
         acknowledged = 0
-        deadline = published + self.freshness
-        # Each wait is shorter than the client's socket timeout, which would end a longer one.
-        step = max(min(self._timeout / 2, 0.25), 0.01)
-        while acknowledged < listeners:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            if self._client.blpop([ack_key], timeout=min(remaining, step)) is not None:
+        try:
+            while acknowledged < listeners:
+                remaining = deadline - time.monotonic()
+                # BLPOP's own timeout is coarse (Redis checks it about every 100 ms): the
+                # waiting client's socket timeout is longer than any wait.
+                if remaining <= 0 or not self._waiter().blpop([ack_key], timeout=remaining):
+                    break
                 acknowledged += 1
+        except redis.exceptions.RedisError as error:
+            logger.warning("near cache: waiting for acknowledgements failed: %r", error)
         if acknowledged < listeners:
             # A listener that did not answer stops serving freshness seconds after its last
             # heartbeat, by the deadline.
@@ -198,8 +222,17 @@ class NearCache:
                 listeners,
             )
             time.sleep(max(0.0, deadline - time.monotonic()))
-            self._client.delete(ack_key)
         return answers
+
+    def _waiter(self) -> redis.Redis:
+        waiter = self._waiting_client
+        if waiter is None:
+            waiter = self._waiting_client = redis.Redis.from_url(
+                self._url,
+                socket_connect_timeout=self._timeout,
+                socket_timeout=self.freshness + 1,
+            )
+        return waiter
 
     # The listener -------------------------------------------------------------------------
 
@@ -211,6 +244,8 @@ class NearCache:
             connection, self._connection = self._connection, None
             if connection is not None:
                 connection.disconnect()
+        if self._waiting_client is not None:
+            self._waiting_client.close()
         if self._listener is not None and self._listener is not threading.current_thread():
             self._listener.join(timeout=5)
 
@@ -218,23 +253,33 @@ class NearCache:
         with self._lock:
             if self._pid == os.getpid():
                 return
-            # A forked worker inherits no listener: its own starts empty.
-            self._pid = os.getpid()
-            self._send_lock = threading.Lock()
-            self._connection = self._socket = None
-            self._drop_all_locked()
             self._listener = threading.Thread(
                 target=self._listen, name="refapi-near-cache", daemon=True
             )
             self._listener.start()
+            self._pid = os.getpid()
 
-    def _send(self, connection: Any, marker: tuple[str, Any], *commands: tuple[Any, ...]) -> None:
-        """Send ``commands`` on the listener's connection; their answers come to the listener."""
+    def _forget_parent(self) -> None:
+        """In a forked child: nothing of the parent's listener, locks or entries survives."""
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._connection = self._socket = None
+        self._waiting_client = None
+        self._listener = None
+        self._pending.clear()
+        self._drop_all_locked()
+        self._pid = None
+
+    def _send(self, connection: Any, marker: tuple[str, Any], *commands: tuple[Any, ...]) -> bool:
+        """Send ``commands`` on the listener's connection; their answers come to the listener.
+
+        False when they were not sent (the connection is gone, or failed).
+        """
         with self._send_lock:
             # Never on a connection that has closed: redis-py would open a new, untracked one.
             current = self._connection
             if current is None or current is not connection or not current._sock:
-                return
+                return False
             try:
                 for command in commands:
                     self._pending.append(marker)
@@ -242,6 +287,8 @@ class NearCache:
             except (redis.exceptions.RedisError, OSError):
                 # The listener finds the connection broken, empties the layer and reconnects.
                 self._socket = None
+                return False
+            return True
 
     def _drop_all(self) -> None:
         with self._lock:
@@ -327,6 +374,8 @@ class NearCache:
             socket_connect_timeout=self._timeout,
             socket_timeout=self._timeout,
             client_name="refapi-near-cache",
+            # Their pushes would be read as answers (None) and pair later answers wrongly.
+            maint_notifications_config=MaintNotificationsConfig(enabled=False),
         )
         connection = client.connection
         if connection is None:
@@ -353,16 +402,32 @@ class NearCache:
             if now >= next_heartbeat:
                 self._send(connection, ("heartbeat", now), ("PING",))
                 next_heartbeat = now + self.freshness / HEARTBEATS_PER_FRESHNESS
+            if connection._sock is None or self._socket is None:
+                # A send failed and redis-py closed the connection; its next read would open
+                # a new one, without tracking: start again instead.
+                raise redis.exceptions.ConnectionError("the listener's connection was closed")
             if not connection.can_read(timeout=max(next_heartbeat - time.monotonic(), 0)):
                 continue
-            answer = connection.read_response(push_request=True)
+            try:
+                answer = connection.read_response(push_request=True)
+            except redis.exceptions.ResponseError:
+                # An error answer to an acknowledgement (Redis out of memory, say): that writer
+                # waits out the freshness instead. To anything else: start again.
+                if self._pending and self._pending[0][0] == "ack":
+                    self._pending.popleft()
+                    continue
+                raise
             if isinstance(answer, tuple) and answer[0] == "push":
                 self._apply(connection, answer[1])
                 continue
             kind, detail = self._pending.popleft()
             if kind == "fill":
+                if answer is not None and not isinstance(answer, bytes):
+                    raise redis.exceptions.ConnectionError(f"a GET answered {answer!r}")
                 self._keep_answer(detail, answer)
             elif kind == "heartbeat":
+                if answer not in (b"PONG", "PONG"):
+                    raise redis.exceptions.ConnectionError(f"a PING answered {answer!r}")
                 # Everything Redis sent before this heartbeat's answer has been applied.
                 self._fresh_until = detail + self.freshness
 
