@@ -10,6 +10,7 @@ import os
 import pickle
 import threading
 import time
+import warnings
 
 import pytest
 import redis
@@ -366,3 +367,33 @@ def test_the_layer_serves_when_its_connection_is_past_select_s_descriptor_limit(
     finally:
         for descriptor in spare:
             os.close(descriptor)
+
+
+def test_a_forked_child_starts_with_an_empty_layer_of_its_own(make_app, services_config):
+    app = make_app(**services_config)
+    warm(app, "k", "v")
+    near = near_of(app)
+    with warnings.catch_warnings():
+        # Python 3.12 and later warn about forking a process with threads; gunicorn does it.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit status
+        inherited = len(near) or near._connection is not None or near._listener is not None
+        os._exit(1 if inherited or near.get("k") is not None else 0)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert near.get("k") is not None
+
+
+def test_emptying_the_cache_leaves_fences_acknowledgements_to_their_writers(
+    make_app, services_config, redis_client
+):
+    app = make_app(**services_config)
+    cache = backend(app)
+    acknowledgement = cache.key_prefix + "near-ack:a-writer-waits-for-it"
+    redis_client.rpush(acknowledgement, 1)
+    cache.set("entry", 1)
+    assert cache.clear() is True
+    assert cache.get("entry") is None
+    assert redis_client.llen(acknowledgement) == 1
+    redis_client.delete(acknowledgement)

@@ -32,7 +32,7 @@ from flask_caching import Cache
 from flask_caching.backends.rediscache import RedisCache
 from flask_caching.backends.simplecache import SimpleCache
 
-from refapi.nearcache import NearCache
+from refapi.nearcache import ACK_INFIX, NearCache
 
 logger = logging.getLogger("refapi.cache")
 
@@ -194,10 +194,6 @@ class ResilientRedisCache(RedisCache):
             return self._write_client.execute_command(command, *names)
         return self.near.fence((command, *names))[0]
 
-    def _fence(self) -> None:
-        if self.near is not None:
-            self.near.fence()
-
     @property
     def available(self) -> bool:
         """False while the last operation could not reach Redis."""
@@ -226,9 +222,10 @@ class ResilientRedisCache(RedisCache):
             )
             if raw is None:
                 return None, bool(leased)
-            if near is not None:
+            value = self.serializer.loads(raw)
+            if near is not None and not _is_lease(value):
                 near.fill(key)
-            return self.serializer.loads(raw), bool(leased)
+            return value, bool(leased)
 
         return self._guard(run, failed=(None, False), write=False)
 
@@ -252,9 +249,7 @@ class ResilientRedisCache(RedisCache):
 
     def clear(self) -> bool:
         """Delete this deployment's keys (those under the key prefix), and nothing else."""
-        return bool(
-            self._guard(self._delete_own_and_fence, failed=False, write=True, flush_first=False)
-        )
+        return bool(self._guard(self._delete_own_keys, failed=False, write=True, flush_first=False))
 
     def delete_prefixed(self, prefix: str) -> bool:
         """Delete every key that starts with ``prefix`` (leases included).
@@ -263,30 +258,30 @@ class ResilientRedisCache(RedisCache):
         the call is deleted even if its reader fills it meanwhile; a lease taken after the scan
         passed its key belongs to a read that began after the caller's commit.
         """
-        return bool(
-            self._guard(lambda: self._delete_own_and_fence(prefix), failed=False, write=True)
-        )
-
-    def _delete_own_and_fence(self, prefix: str = "") -> bool:
-        self._delete_own_keys(prefix)
-        self._fence()
-        return True
+        return bool(self._guard(lambda: self._delete_own_keys(prefix), failed=False, write=True))
 
     def _delete_own_keys(self, prefix: str = "") -> bool:
         # SCAN and UNLINK in batches, where cachelib's clear() runs KEYS (which blocks Redis)
-        # and, with an empty prefix, FLUSHDB (which would empty a shared Redis).
+        # and, with an empty prefix, FLUSHDB (which would empty a shared Redis). Then one fence
+        # for the near caches. Fences' acknowledgements are not cached values: a writer waits
+        # for them.
         own = self._get_prefix()
         if not own:
             raise ValueError("ResilientRedisCache needs a key prefix")
+        acknowledgements = (own + ACK_INFIX).encode()
         client = self._write_client
         batch: list[bytes] = []
         for key in client.scan_iter(match=_glob_escape(own + prefix) + "*", count=1000):
+            if key.startswith(acknowledgements):
+                continue
             batch.append(key)
             if len(batch) == 1000:
                 client.unlink(*batch)
                 batch = []
         if batch:
             client.unlink(*batch)
+        if self.near is not None:
+            self.near.fence()
         return True
 
     def _guard(
@@ -308,7 +303,7 @@ class ResilientRedisCache(RedisCache):
         return result
 
     def _flush(self) -> None:
-        self._delete_own_and_fence()
+        self._delete_own_keys()
         with self._state_lock:
             self._must_flush = False
         logger.warning("cache emptied: an invalidation was lost while Redis was unreachable")

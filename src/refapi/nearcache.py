@@ -51,6 +51,8 @@ logger = logging.getLogger("refapi.cache")
 FRESHNESS_SECONDS = 2.0
 # A heartbeat every quarter of that: one late heartbeat does not stop a healthy layer.
 HEARTBEATS_PER_FRESHNESS = 4
+# The keys of fences' acknowledgements, after the key prefix.
+ACK_INFIX = "near-ack:"
 # How long a fence's acknowledgements are kept in Redis, should the writer have gone.
 ACK_TTL_SECONDS = 10
 # What an entry costs beyond its bytes (its key, the tuple, the dictionary slot), roughly: the
@@ -73,6 +75,11 @@ def _forget_parents() -> None:
 os.register_at_fork(after_in_child=_forget_parents)
 
 
+def _expired(entry: tuple[bytes, float], now: float) -> bool:
+    expires = entry[1]
+    return bool(expires) and now >= expires
+
+
 class _Refused(Exception):
     """Redis refused CLIENT TRACKING."""
 
@@ -89,7 +96,7 @@ class NearCache:
         max_bytes: int,
         entry_seconds: int,
         timeout: float,
-        keep: Callable[[bytes], bool] = lambda raw: True,
+        keep: Callable[[bytes], bool],
         freshness: float = FRESHNESS_SECONDS,
     ) -> None:
         self._url = url
@@ -114,7 +121,6 @@ class NearCache:
         self._requested: set[str] = set()
         self._send_lock = threading.Lock()
         self._fresh_until = 0.0
-        self._pid: int | None = None
         self._stopped = threading.Event()
         self._listener: threading.Thread | None = None
         self._connection: redis.connection.Connection | None = None
@@ -127,18 +133,15 @@ class NearCache:
 
     def get(self, key: str) -> bytes | None:
         """What Redis held for ``key``, or None (not held, expired, or the layer is not fresh)."""
-        if self._pid != os.getpid():
+        if self._listener is None:
             self._start()
         now = time.monotonic()
         if now >= self._fresh_until:
             return None
         entry = self._entries.get(key)
-        if entry is None:
+        if entry is None or _expired(entry, now) or self._behind():
             return None
-        raw, expires = entry
-        if (expires and now >= expires) or self._behind():
-            return None
-        return raw
+        return entry[0]
 
     def fill(self, key: str) -> None:
         """Have the listener read ``key`` and keep it (Redis just answered it to this worker)."""
@@ -147,7 +150,7 @@ class NearCache:
         if connection is None or now >= self._fresh_until or key in self._requested:
             return
         held = self._entries.get(key)
-        if held is not None and not (held[1] and now >= held[1]):
+        if held is not None and not _expired(held, now):
             return
         self._requested.add(key)
         if not self._send(connection, ("fill", key), ("GET", self._prefix + key)):
@@ -192,7 +195,7 @@ class NearCache:
         One round trip for the commands and the fence; returns their answers. Raises redis-py's
         errors when the commands could not be run; once they ran, waiting always ends in time.
         """
-        ack_key = f"{self._prefix}near-ack:{uuid.uuid4().hex}"
+        ack_key = f"{self._prefix}{ACK_INFIX}{uuid.uuid4().hex}"
         pipeline = self._client.pipeline(transaction=False)
         for command in commands:
             pipeline.execute_command(*command)
@@ -251,13 +254,11 @@ class NearCache:
 
     def _start(self) -> None:
         with self._lock:
-            if self._pid == os.getpid():
+            if self._listener is not None:
                 return
-            self._listener = threading.Thread(
-                target=self._listen, name="refapi-near-cache", daemon=True
-            )
-            self._listener.start()
-            self._pid = os.getpid()
+            listener = threading.Thread(target=self._listen, name="refapi-near-cache", daemon=True)
+            listener.start()
+            self._listener = listener
 
     def _forget_parent(self) -> None:
         """In a forked child: nothing of the parent's listener, locks or entries survives."""
@@ -268,7 +269,6 @@ class NearCache:
         self._listener = None
         self._pending.clear()
         self._drop_all_locked()
-        self._pid = None
 
     def _send(self, connection: Any, marker: tuple[str, Any], *commands: tuple[Any, ...]) -> bool:
         """Send ``commands`` on the listener's connection; their answers come to the listener.
