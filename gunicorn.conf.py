@@ -40,6 +40,9 @@ if os.path.isdir(SHARED_MEMORY):
 
 accesslog = "-"
 errorlog = "-"
+# gunicorn's logger, writing the same lines, but computing only the atoms the format names:
+# the stock one builds all sixty-odd of every request first (see refapi/accesslog.py).
+logger_class = "refapi.accesslog.AccessLogger"
 # logfmt, one line per request, with the request id the app echoes in X-Request-ID.
 # The path only (%(U)s), never the query string. remote= is the client's address (the app's
 # ProxyFix sets it from X-Forwarded-For when REFAPI_PROXY_X_FOR trusts the proxy);

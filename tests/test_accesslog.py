@@ -1,0 +1,176 @@
+"""refapi's gunicorn access logger writes what gunicorn's own logger writes, atom for atom."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import runpy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gunicorn import glogging
+from gunicorn.config import Config
+from gunicorn.http import wsgi
+from gunicorn.http.errors import ParseException
+from gunicorn.http.parser import RequestParser
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from refapi.accesslog import AccessLogger
+from tests.conftest import TEST_KEY
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIENT = ("198.51.100.7", 40312)
+SERVER = ("127.0.0.1", 5000)
+REQUEST_TIME = datetime.timedelta(seconds=1, microseconds=234_567)
+REQUEST = (
+    b"GET /get/some%20key?page=2 HTTP/1.1\r\n"
+    b"Host: refapi.example\r\n"
+    b'User-Agent: wrk "quoted" 4.1\r\n'
+    b"Authorization: Basic dXNlcjpwYXNzd29yZA==\r\n"
+    b"X-Forwarded-For: 203.0.113.1\r\n"
+    b"X-Forwarded-For: 203.0.113.2\r\n"
+    b"X-Request-ID: abc\r\n"
+    b"\r\n"
+)
+RESPONSE_HEADERS = [
+    ("Content-Type", "application/json"),
+    ("X-Request-ID", "abc"),
+    ("ETag", '"v1"'),
+]
+
+
+@pytest.fixture(autouse=True)
+def _one_clock(monkeypatch):
+    # %(t)s is the time of formatting: both loggers must see the same second.
+    monkeypatch.setattr(glogging.Logger, "now", lambda self: "[01/Dec/2026:08:00:00 +0000]")
+
+
+@pytest.fixture(autouse=True)
+def _gunicorns_loggers_left_as_found():
+    # gunicorn's Logger puts handlers on the process-wide gunicorn.* loggers.
+    loggers = [logging.getLogger(name) for name in ("gunicorn.error", "gunicorn.access")]
+    before = [list(logger.handlers) for logger in loggers]
+    yield
+    for logger, handlers in zip(loggers, before, strict=True):
+        for handler in set(logger.handlers) - set(handlers):
+            handler.close()
+        logger.handlers[:] = handlers
+
+
+def refapi_access_log_format() -> str:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REFAPI_API_KEYS", f"tester:{TEST_KEY}")
+        return str(runpy.run_path(str(ROOT / "gunicorn.conf.py"))["access_log_format"])
+
+
+def gunicorn_config(**values: Any) -> Config:
+    config = Config()
+    for name, value in values.items():
+        config.set(name, value)
+    return config
+
+
+def served(raw: bytes, status: str = "200 OK", headers=RESPONSE_HEADERS, sent: int | None = 42):
+    """gunicorn's own request, response and environ for ``raw``, as a worker builds them."""
+    config = gunicorn_config()
+    request = next(RequestParser(config, [raw], CLIENT))
+    response, environ = wsgi.create(request, None, CLIENT, SERVER, config)
+    response.start_response(status, list(headers))
+    if sent is None:
+        del response.sent
+    else:
+        response.sent = sent
+    return response, request, environ
+
+
+def stock_and_ours(raw: bytes = REQUEST, **served_args: Any) -> tuple[dict[str, Any], Any]:
+    config = gunicorn_config(accesslog=None)
+    exchange = (*served(raw, **served_args), REQUEST_TIME)
+    stock = glogging.Logger(config)
+    expected = stock.atoms_wrapper_class(stock.atoms(*exchange))
+    ours = AccessLogger(config)
+    return expected, ours.atoms_wrapper_class(ours.atoms(*exchange))
+
+
+def names_to_ask(expected: dict[str, Any]) -> list[str]:
+    names = list(expected)
+    # Names in braces are case-insensitive; anything else unknown is "-".
+    names += [name.upper() for name in expected if name.startswith("{")]
+    names += ["{nothing-like-it}i", "{nothing}o", "{nothing}e", "Z", "{x-request-id}", "{"]
+    return names
+
+
+def test_every_atom_is_what_gunicorns_logger_gives():
+    expected, ours = stock_and_ours()
+    assert len(expected) > 40  # every header and environ entry: the work ours skips
+    for name in names_to_ask(expected):
+        assert ours[name] == expected[name], name
+    assert sorted(ours) == sorted(expected)
+    assert len(ours) == len(expected)
+    # The cases that make the lookups non-trivial, spelled out:
+    assert ours["u"] == "user"
+    assert ours["a"] == 'wrk \\"quoted\\" 4.1'
+    assert ours["{x-forwarded-for}i"] == "203.0.113.2"  # a repeated header: the last one
+    assert ours["{X-Request-Id}o"] == "abc"
+    assert ours["{etag}o"] == '\\"v1\\"'
+    assert ours["{remote_addr}e"] == CLIENT[0]
+
+
+@pytest.mark.parametrize(
+    ("status", "sent"), [("404 NOT FOUND", 0), ("500 INTERNAL SERVER ERROR", None)]
+)
+def test_status_and_bytes_are_what_gunicorns_logger_gives(status, sent):
+    expected, ours = stock_and_ours(status=status, sent=sent)
+    for name in ("s", "b", "B", "r", "q", "T", "D", "M", "L", "p"):
+        assert ours[name] == expected[name], name
+
+
+header_names = st.text(
+    alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+    min_size=1,
+    max_size=12,
+)
+header_values = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=20)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    request_headers=st.lists(st.tuples(header_names, header_values), max_size=6),
+    response_headers=st.lists(st.tuples(header_names, header_values), max_size=6),
+)
+def test_any_headers_give_gunicorns_atoms(request_headers, response_headers):
+    raw = b"GET /ping HTTP/1.1\r\nHost: h\r\n"
+    raw += b"".join(f"{name}: {value.strip()}\r\n".encode() for name, value in request_headers)
+    try:
+        expected, ours = stock_and_ours(raw + b"\r\n", headers=response_headers)
+    except ParseException:  # a request or response gunicorn refuses has no access-log line
+        return
+    for name in names_to_ask(expected):
+        assert ours[name] == expected[name], name
+
+
+def test_refapis_server_logs_with_it(monkeypatch):
+    monkeypatch.setenv("REFAPI_API_KEYS", f"tester:{TEST_KEY}")
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert gunicorn_config(logger_class=conf["logger_class"]).logger_class is AccessLogger
+
+
+def test_refapis_line_is_byte_for_byte_what_gunicorn_writes(tmp_path):
+    lines = []
+    for logger_class in (glogging.Logger, AccessLogger):
+        path = tmp_path / f"{logger_class.__module__}.log"
+        config = gunicorn_config(accesslog=str(path), access_log_format=refapi_access_log_format())
+        logger = logger_class(config)
+        logger.access(*served(REQUEST), REQUEST_TIME)
+        for handler in logger.access_log.handlers:
+            handler.close()
+        lines.append(path.read_text(encoding="utf-8"))
+    stock, ours = lines
+    assert ours == stock
+    assert ours == (
+        'remote=198.51.100.7 method=GET path="/get/some key" status=200 bytes=42 '
+        'duration_ms=1234 request_id=abc forwarded_for="203.0.113.2" '
+        'user_agent="wrk \\"quoted\\" 4.1"\n'
+    )
