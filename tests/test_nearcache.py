@@ -201,7 +201,9 @@ def test_losing_the_listeners_connection_empties_the_layer_until_it_is_back(
     warm(app, "k", "v")
 
 
-def test_the_layer_keeps_within_its_byte_budget_oldest_out_first(make_app, services_config):
+def test_the_layer_keeps_within_its_byte_budget_oldest_out_first(
+    make_app, services_config, monkeypatch
+):
     app = make_app(**services_config, NEAR_CACHE_BYTES=1000)
     near = near_of(app)
     for number in range(6):
@@ -209,10 +211,15 @@ def test_the_layer_keeps_within_its_byte_budget_oldest_out_first(make_app, servi
         assert near.size <= 1000
     assert "k5" in near
     assert "k0" not in near
-    # A value larger than the whole budget is read from Redis every time, never kept.
+    # A value larger than the whole budget is read from Redis every time, never kept, and the
+    # listener is not asked to read it again only to drop it.
+    asked = []
+    send = near._send
+    monkeypatch.setattr(near, "_send", lambda *args: asked.append(args[1]) or send(*args))
     for _ in range(3):
         assert read(app, "large", "x" * 2000) == "x" * 2000
     assert "large" not in near
+    assert ("fill", "large") not in asked
     assert "k5" in near
 
 
@@ -347,7 +354,7 @@ def test_a_listener_whose_connection_a_failed_send_closed_starts_again_with_trac
         raise redis.exceptions.ConnectionError("Error 32 while writing to socket")
 
     monkeypatch.setattr(connection, "send_command", failing_send)
-    near.fill("other")
+    near.fill("other", 10)
     monkeypatch.undo()
     release.set()
     # It starts again on a tracked connection: it serves, and hears of changes.

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, cast
 
@@ -71,7 +71,7 @@ def read_through(
     cached after it.
     """
     backend = cast(LeasingCache, cache.cache)
-    lease = _LEASE_PREFIX + uuid.uuid4().hex
+    lease = _LEASE_PREFIX + secrets.token_hex(16)
     cached, leased = backend.get_or_lease(key, lease, LEASE_SECONDS)
     if cached is not None and not _is_lease(cached):
         return cast(T, cached)
@@ -224,7 +224,7 @@ class ResilientRedisCache(RedisCache):
                 return None, bool(leased)
             value = self.serializer.loads(raw)
             if near is not None and not _is_lease(value):
-                near.fill(key)
+                near.fill(key, len(raw))
             return value, bool(leased)
 
         return self._guard(run, failed=(None, False), write=False)

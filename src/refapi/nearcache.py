@@ -143,11 +143,14 @@ class NearCache:
             return None
         return entry[0]
 
-    def fill(self, key: str) -> None:
-        """Have the listener read ``key`` and keep it (Redis just answered it to this worker)."""
+    def fill(self, key: str, size: int) -> None:
+        """Have the listener read ``key`` and keep it (Redis just answered it, ``size`` bytes)."""
         connection = self._connection
         now = time.monotonic()
         if connection is None or now >= self._fresh_until or key in self._requested:
+            return
+        if size + ENTRY_OVERHEAD_BYTES > self._max_bytes:
+            # More than the whole budget: it would be read again only to be dropped.
             return
         held = self._entries.get(key)
         if held is not None and not _expired(held, now):
