@@ -73,6 +73,19 @@ def test_current_index_body_is_byte_for_byte_what_flask_smorest_makes(
     assert bodies[0] != bodies[1]
 
 
+@pytest.mark.parametrize("query", ["", "?base_year=2013"])
+def test_a_months_body_is_byte_for_byte_what_flask_smorest_makes(
+    stored, app, client, auth_headers, query
+):
+    for month in ("2020-10", "2021-01", "2020-10"):
+        response = client.get(f"/indices/health/{month}{query}", headers=auth_headers)
+        assert response.status_code == 200
+        assert response.mimetype == "application/json"
+        with app.test_request_context():
+            expected = services.month_values(month=month, base_year=query.partition("=")[2] or None)
+            assert response.data == serialised(HealthIndexSchema(), expected)
+
+
 def test_current_index_needs_a_key(stored, client):
     assert client.get("/indices/health").status_code == 401
 

@@ -85,9 +85,12 @@ class HealthIndexMonth(MethodView):
     )
     @blp.alt_response(404, description=NOT_PUBLISHED, **PROBLEM)
     @blp.alt_response(503, description=UNAVAILABLE, **PROBLEM)
-    def get(self, month: str, base_year: str | None = None) -> dict[str, Any]:
+    def get(self, month: str, base_year: str | None = None) -> Response:
         """A month's health index (`YYYY-MM`), for every base year or one."""
-        return services.month_values(month=month, base_year=base_year)
+        body = serialised_once(
+            _HEALTH_INDEX, services.month_values(month=month, base_year=base_year)
+        )
+        return Response(body, mimetype="application/json")
 
 
 @blp.route("/health/history")
