@@ -19,6 +19,7 @@ import redis
 from refapi.caching import read_through
 from refapi.extensions import cache as flask_cache
 from refapi.store import services as store_services
+from refapi.zipcodes import services as zipcode_services
 from tests.conftest import TEST_KEY
 
 TEST_CLIENT = "tester"
@@ -56,16 +57,8 @@ def store_key(key):
     return store_services._cache_key(TEST_CLIENT, key)
 
 
-@pytest.fixture
-def redis_client(services):
-    client = redis.Redis.from_url(services["redis"])
-    yield client
-    client.close()
-
-
-def test_a_repeated_read_makes_no_round_trip_to_redis(make_app, services_config, monkeypatch):
-    app = make_app(**services_config)
-    warm(app, "k", {"value": 1})
+def redis_commands_of_this_thread(app, monkeypatch):
+    """The commands ``app``'s cache sends Redis from now on, from the calling thread."""
     cache = backend(app)
     here = threading.current_thread()
     commands = []
@@ -78,8 +71,49 @@ def test_a_repeated_read_makes_no_round_trip_to_redis(make_app, services_config,
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(client, "execute_command", counted)
+    return commands
+
+
+@pytest.fixture
+def redis_client(services):
+    client = redis.Redis.from_url(services["redis"])
+    yield client
+    client.close()
+
+
+def test_a_repeated_read_makes_no_round_trip_to_redis(make_app, services_config, monkeypatch):
+    app = make_app(**services_config)
+    warm(app, "k", {"value": 1})
+    commands = redis_commands_of_this_thread(app, monkeypatch)
     assert read(app, "k", {"value": 2}) == {"value": 1}
     assert commands == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/zipcodes/1000",
+        "/zipcodes?risk_factor=A",
+        "/zipcodes?risk_factor=a&page=2&page_size=1",
+        # Past any table: only the total is cached.
+        "/zipcodes?risk_factor=A&page=1000&page_size=1000",
+    ],
+)
+def test_repeated_zipcode_reads_make_no_round_trip_to_redis(
+    make_app, services_config, monkeypatch, path
+):
+    app = make_app(**services_config)
+    with app.app_context():
+        zipcode_services.replace_table(factors={1000: "A", 1300: "A", 9000: "B"})
+    commands = redis_commands_of_this_thread(app, monkeypatch)
+    reader = app.test_client()
+
+    def read_without_a_round_trip():
+        commands.clear()
+        assert reader.get(path, headers={"X-API-Key": TEST_KEY}).status_code == 200
+        return commands == []
+
+    wait_for(read_without_a_round_trip)
 
 
 def test_a_write_through_another_worker_is_seen_by_the_next_read(make_app, services_config):
@@ -408,3 +442,37 @@ def test_emptying_the_cache_leaves_fences_acknowledgements_to_their_writers(
     assert cache.get("entry") is None
     assert redis_client.llen(acknowledgement) == 1
     redis_client.delete(acknowledgement)
+
+
+def test_an_error_answer_to_an_acknowledgement_leaves_the_listener_serving(
+    make_app, services_config, monkeypatch, redis_client, caplog
+):
+    # Redis may refuse an acknowledgement (out of memory, say). The writer then waits out the
+    # freshness instead; the listener goes on, on the same connection, with what it holds.
+    first, second = make_app(**services_config), make_app(**services_config)
+    listening = near_of(first)
+    for near in (listening, near_of(second)):
+        near.freshness = 0.5
+    warm(first, "held", "kept")
+    warm(first, "k", "old")
+    connection = listening._connection
+    not_a_list = f"{listening._prefix}not-a-list"
+    redis_client.set(not_a_list, "RPUSH onto a string is an error answer")
+    send = listening._send
+
+    def refused_acknowledgements(connection, marker, *commands):
+        if marker[0] == "ack":
+            commands = tuple(
+                ("RPUSH", not_a_list, 1) if command[0] == "RPUSH" else command
+                for command in commands
+            )
+        return send(connection, marker, *commands)
+
+    monkeypatch.setattr(listening, "_send", refused_acknowledgements)
+    with caplog.at_level(logging.WARNING, logger="refapi.cache"), second.app_context():
+        flask_cache.delete("k")
+    assert "did not acknowledge" in caplog.text
+    assert read(first, "k", "new") == "new"
+    assert listening._connection is connection
+    assert "held" in listening
+    redis_client.delete(not_a_list)

@@ -65,10 +65,12 @@ def test_the_total_of_a_page_past_any_table_is_memoized_and_invalidated(
     assert client.get(path, headers=auth_headers).get_json()["total"] == 4
 
 
-def test_an_import_also_retires_the_pages_the_release_before_cached(app):
-    # Releases before issue 8 memoized pages as dicts under "_page": rotating that function's
-    # version key keeps their replicas, during a rolling deploy, from serving the old table.
-    version_key = "refapi.zipcodes.services._page_memver"
+@pytest.mark.parametrize("function", ["_page", "_page_json", "_total"])
+def test_an_import_also_retires_the_pages_earlier_releases_cached(app, function):
+    # Earlier releases memoized pages (as dicts under "_page", then as JSON under "_page_json")
+    # and totals: rotating those functions' version keys keeps their replicas, during a rolling
+    # deploy, from serving the old table.
+    version_key = f"refapi.zipcodes.services.{function}_memver"
     with app.app_context():
         cache.set(version_key, "v1")
         services.invalidate()

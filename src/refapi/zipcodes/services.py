@@ -68,10 +68,18 @@ def read(*, zipcode: int) -> dict[str, Any]:
     return found
 
 
-_LOOKUP_PREFIX = "zipcodes.lookup."
+# Every cached read of this module is under this prefix: an import deletes them all at once.
+_PREFIX = "zipcodes."
+_LOOKUP_PREFIX = f"{_PREFIX}lookup."
+_PAGE_PREFIX = f"{_PREFIX}page."
+_TOTAL_PREFIX = f"{_PREFIX}total."
 _PAGE_SCHEMA = ZipcodePageSchema()
-# Flask-Caching's version key of the memoized function _page_json replaced (issue 8).
-_LEGACY_PAGE_VERSION_KEY = "refapi.zipcodes.services._page_memver"
+# Flask-Caching's version keys of the functions that earlier releases memoized pages and totals
+# with: an import rotates them so that, during a rolling deploy, those replicas do not go on
+# serving the old table. Drop them once no replica runs a release before this one.
+_LEGACY_VERSION_KEYS = tuple(
+    f"refapi.zipcodes.services.{name}_memver" for name in ("_page", "_page_json", "_total")
+)
 
 
 def lookup(zipcode: int) -> dict[str, Any]:
@@ -107,11 +115,15 @@ def list_zipcodes(*, risk_factor: str, page: int, page_size: int) -> bytes:
         return serialised(
             _PAGE_SCHEMA, page_body(items=[], total=_total(factor), page=page, page_size=page_size)
         )
-    return _page_json(factor, page, page_size)
+    page_json = read_through(
+        cache,
+        f"{_PAGE_PREFIX}{factor}.{page}.{page_size}",
+        lambda: _load_page_json(factor, page, page_size),
+    )
+    return cast(bytes, page_json)  # _load_page_json never answers None
 
 
-@cache.memoize()
-def _page_json(risk_factor: str, page: int, page_size: int) -> bytes:
+def _load_page_json(risk_factor: str, page: int, page_size: int) -> bytes:
     # The total comes from the same statement as the items, so both describe one table even
     # while an import commits; only a page past the end needs a query of its own.
     rows = db.session.execute(
@@ -128,9 +140,9 @@ def _page_json(risk_factor: str, page: int, page_size: int) -> bytes:
     )
 
 
-@cache.memoize()
 def _total(risk_factor: str) -> int:
-    return _count_of(risk_factor)
+    total = read_through(cache, f"{_TOTAL_PREFIX}{risk_factor}", lambda: _count_of(risk_factor))
+    return cast(int, total)  # a count is never None
 
 
 def _count_of(risk_factor: str) -> int:
@@ -141,19 +153,14 @@ def _count_of(risk_factor: str) -> int:
 
 
 def invalidate() -> None:
-    """Forget every cached lookup and page.
+    """Forget every cached lookup, page and total.
 
-    Deleting a memoized function's version key, rather than its entries one by one, also
-    makes harmless a read that fetched the old table just before the import committed: it
-    stores its result under the old version, which no one reads any more. Lookups are read
-    through leases, which deleting their keys also deletes (``refapi.caching.read_through``).
+    They are all read through leases, which deleting their keys also deletes
+    (``refapi.caching.read_through``): a read that fetched the old table just before the import
+    committed cannot cache it after.
     """
-    delete_prefixed(cache, _LOOKUP_PREFIX)
-    cache.delete_memoized(_page_json)
-    cache.delete_memoized(_total)
-    # Releases before issue 8 memoized pages as dicts under "_page": during a rolling deploy a
-    # replica still on one of them reads that function's version key. Drop this once none runs.
-    cache.delete(_LEGACY_PAGE_VERSION_KEY)
+    delete_prefixed(cache, _PREFIX)
+    cache.delete_many(*_LEGACY_VERSION_KEYS)
 
 
 def count() -> int:
