@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import marshmallow as ma
+import pytest
+from werkzeug.exceptions import UnprocessableEntity
 
-from refapi.api import serialised, serialised_once
+from refapi.api import JsonOnlyParser, serialised, serialised_once
 
 RAW = ma.Schema.from_dict({"value": ma.fields.Raw()})()
 WHEN = ma.Schema.from_dict({"value": ma.fields.DateTime()})()
@@ -27,3 +29,46 @@ def test_equal_values_written_differently_get_bodies_of_their_own(app):
             bodies = [serialised_once(schema, {"value": value}) for value in values]
             assert bodies == [serialised(schema, {"value": value}) for value in values]
             assert len(set(bodies)) == len(values)
+
+
+PAGE = ma.Schema.from_dict(
+    {"page": ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1))}
+)()
+TAGS = ma.Schema.from_dict({"tags": ma.fields.List(ma.fields.String())})()
+
+
+def parse_query(app, schema, query):
+    with app.test_request_context(f"/?{query}"):
+        return JsonOnlyParser().parse(schema, location="query")
+
+
+def test_a_query_parsed_before_gives_the_same_arguments_each_caller_its_own(app):
+    first = parse_query(app, PAGE, "page=2")
+    first["page"] = "changed by a view"
+    assert parse_query(app, PAGE, "page=2") == {"page": 2}
+    assert parse_query(app, PAGE, "page=3") == {"page": 3}
+    assert parse_query(app, PAGE, "") == {"page": 1}
+
+
+def test_a_refused_query_is_refused_every_time(app):
+    for _ in range(2):
+        with pytest.raises(UnprocessableEntity) as refused:
+            parse_query(app, PAGE, "page=0")
+        assert refused.value.data["messages"] == {
+            "query": {"page": ["Must be greater than or equal to 1."]}
+        }
+
+
+def test_arguments_holding_a_list_are_parsed_anew_for_each_caller(app):
+    first = parse_query(app, TAGS, "tags=a&tags=b")
+    first["tags"].append("changed by a view")
+    assert parse_query(app, TAGS, "tags=a&tags=b") == {"tags": ["a", "b"]}
+
+
+def test_parsing_a_query_again_runs_no_schema(app, monkeypatch):
+    schema = ma.Schema.from_dict({"page": ma.fields.Integer()})()
+    assert parse_query(app, schema, "page=7") == {"page": 7}
+    loads = []
+    monkeypatch.setattr(schema, "load", lambda *args, **kwargs: loads.append(args))
+    assert parse_query(app, schema, "page=7") == {"page": 7}
+    assert loads == []
