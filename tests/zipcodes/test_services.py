@@ -7,6 +7,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
+from refapi.caching import delete_prefixed
 from refapi.extensions import cache, db
 from refapi.zipcodes import services
 from refapi.zipcodes.models import Zipcode
@@ -75,6 +76,19 @@ def test_an_import_also_retires_the_pages_earlier_releases_cached(app, function)
         cache.set(version_key, "v1")
         services.invalidate()
         assert cache.get(version_key) is None
+
+
+@pytest.mark.parametrize("path", ["/zipcodes?risk_factor=A", "/zipcodes?risk_factor=A&page=99"])
+def test_an_import_by_an_earlier_release_also_retires_this_releases_pages(
+    app, client, auth_headers, small_table, path
+):
+    # During a rolling deploy, `flask zipcodes import` may run from the earlier image: its
+    # invalidation deletes the lookups' prefix, and with it every page and total of this one.
+    assert client.get(path, headers=auth_headers).get_json()["total"] == 3
+    set_factor_behind_the_cache(app, 1200, "A")
+    with app.app_context():
+        delete_prefixed(cache, "zipcodes.lookup.")
+    assert client.get(path, headers=auth_headers).get_json()["total"] == 4
 
 
 def test_an_import_succeeds_and_reads_still_answer_while_redis_is_down(make_app, tmp_path):

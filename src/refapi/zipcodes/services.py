@@ -69,8 +69,10 @@ def read(*, zipcode: int) -> dict[str, Any]:
 
 
 # Every cached read of this module is under this prefix: an import deletes them all at once.
-_PREFIX = "zipcodes."
-_LOOKUP_PREFIX = f"{_PREFIX}lookup."
+# It is the lookups' prefix, which every release since issue 8 deletes on import: an import run
+# from an earlier release's image during a rolling deploy also deletes this release's pages.
+_PREFIX = "zipcodes.lookup."
+_LOOKUP_PREFIX = _PREFIX
 _PAGE_PREFIX = f"{_PREFIX}page."
 _TOTAL_PREFIX = f"{_PREFIX}total."
 _PAGE_SCHEMA = ZipcodePageSchema()
