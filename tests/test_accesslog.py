@@ -107,6 +107,8 @@ def test_every_atom_is_what_gunicorns_logger_gives():
     assert len(expected) > 40  # every header and environ entry: the work ours skips
     for name in names_to_ask(expected):
         assert ours[name] == expected[name], name
+        assert (name in ours) == (name in expected), name
+        assert ours.get(name, "default") == expected.get(name, "default"), name
     assert sorted(ours) == sorted(expected)
     assert len(ours) == len(expected)
     # The cases that make the lookups non-trivial, spelled out:
@@ -174,3 +176,24 @@ def test_refapis_line_is_byte_for_byte_what_gunicorn_writes(tmp_path):
         'duration_ms=1234 request_id=abc forwarded_for="203.0.113.2" '
         'user_agent="wrk \\"quoted\\" 4.1"\n'
     )
+
+
+def test_each_atom_is_computed_once_per_line_whatever_the_handlers(tmp_path, monkeypatch):
+    instants = iter(["[01/Dec/2026:08:00:00 +0000]", "[01/Dec/2026:08:00:01 +0000]"])
+    monkeypatch.setattr(glogging.Logger, "now", lambda self: next(instants))
+    paths = [tmp_path / "first.log", tmp_path / "second.log"]
+    logger = AccessLogger(gunicorn_config(accesslog=str(paths[0]), access_log_format="%(t)s"))
+    second = logging.FileHandler(paths[1])
+    second.setFormatter(logging.Formatter("%(message)s"))
+    logger.access_log.addHandler(second)
+    logger.access(*served(REQUEST), REQUEST_TIME)
+    for handler in logger.access_log.handlers:
+        handler.close()
+    lines = [path.read_text(encoding="utf-8") for path in paths]
+    assert lines == ["[01/Dec/2026:08:00:00 +0000]\n"] * 2
+
+
+def test_with_statsd_configured_it_says_it_sends_no_metrics(tmp_path):
+    errors = tmp_path / "error.log"
+    AccessLogger(gunicorn_config(errorlog=str(errors), statsd_host="127.0.0.1:8125"))
+    assert "sends no statsd metrics" in errors.read_text(encoding="utf-8")

@@ -27,6 +27,8 @@ def _pairs(items: Any) -> Any:
     return items.items() if hasattr(items, "items") else items
 
 
+_MISSING = object()
+
 # The atoms of gunicorn's format language that are not headers or environ entries.
 SIMPLE_ATOMS = tuple("hlutrsmUqHbBfaTDMLp")
 
@@ -39,7 +41,7 @@ class Atoms(Mapping[str, Any]):
     case-insensitive, and where a header repeats, the last one counts, as in gunicorn.
     """
 
-    __slots__ = ("environ", "logger", "req", "request_time", "resp")
+    __slots__ = ("_found", "environ", "logger", "req", "request_time", "resp")
 
     logger: glogging.Logger
     resp: Any
@@ -60,10 +62,27 @@ class Atoms(Mapping[str, Any]):
         self.req = req
         self.environ = environ
         self.request_time = request_time
+        # Each atom once per line, however many handlers format it (%(t)s included).
+        self._found: dict[str, Any] = {}
 
     def __getitem__(self, name: str) -> Any:
-        value = self._braced(name.lower()) if name.startswith("{") else self._simple(name)
-        return value.replace('"', '\\"') if isinstance(value, str) else value
+        found = self._found.get(name, _MISSING)
+        if found is _MISSING:
+            value = self._braced(name.lower()) if name.startswith("{") else self._simple(name)
+            found = self._found[name] = (
+                value.replace('"', '\\"') if isinstance(value, str) else value
+            )
+        return found
+
+    def __contains__(self, name: object) -> bool:
+        # As in gunicorn's SafeAtoms, a dict: the names it holds, braced ones in lower case.
+        return isinstance(name, str) and name in self._names()
+
+    def get(self, name: str, default: Any = None) -> Any:
+        # Mapping's get would never give the default: a missing name is "-", as in SafeAtoms.
+        if name not in self:
+            return default
+        return self[name]
 
     def _simple(self, name: str) -> Any:
         # gunicorn's atoms, as `gunicorn.glogging.Logger.atoms` makes them.
@@ -151,9 +170,18 @@ class AccessLogger(glogging.Logger):
     """gunicorn's logger, its access-log atoms looked up on demand (see the module's docstring).
 
     Everything else is gunicorn's: the error log, `access()` and its checks, handlers, formats.
-    One difference: with `statsd_host` set, gunicorn switches only its default logger to its
-    statsd logger, so this one would send no metrics.
+    Two differences. A handler's formatter gets a Mapping as the record's arguments, not a dict.
+    And with `statsd_host` set, gunicorn switches only its default logger to its statsd logger,
+    so this one sends no metrics: it says so at start-up.
     """
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        if cfg.statsd_host:
+            self.warning(
+                "refapi's access logger (logger_class) sends no statsd metrics: statsd_host is "
+                "ignored. Set logger_class=gunicorn.instrument.statsd.Statsd to have them."
+            )
 
     # The atoms escape their own values; gunicorn's SafeAtoms would copy every one of them.
     @staticmethod
