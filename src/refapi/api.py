@@ -49,8 +49,10 @@ def serialised(schema: Any, data: Any) -> bytes:
     return flask.jsonify(schema.dump(data)).get_data()
 
 
-# Bodies made by ``serialised_once``, by schema, JSON provider and the data's content.
-_BODIES: dict[tuple[Any, ...], bytes] = {}
+# Bodies made by ``serialised_once``: for each schema, by JSON provider and the data's content.
+# Each schema has its own bound, so that many distinct bodies of one (every month of the index,
+# say) never push out the few of another (the current index).
+_BODIES: dict[Any, dict[tuple[Any, ...], bytes]] = {}
 _MOST_BODIES = 512
 
 
@@ -59,14 +61,16 @@ def serialised_once(schema: Any, data: Any) -> bytes:
 
     For answers that repeat a few distinct bodies many times (issue 8: the current health index
     spent more on marshmallow's dump and ``jsonify`` than on everything else it does). ``data``
-    holds dicts, lists and hashable values.
+    holds dicts, lists and hashable values. Give each kind of answer a schema instance of its
+    own: the bound on how many bodies are kept is per schema instance.
     """
-    key = (schema, flask.current_app.json, _frozen(data))
-    body = _BODIES.get(key)
+    bodies = _BODIES.setdefault(schema, {})
+    key = (flask.current_app.json, _frozen(data))
+    body = bodies.get(key)
     if body is None:
-        if len(_BODIES) >= _MOST_BODIES:
-            _BODIES.clear()
-        body = _BODIES[key] = serialised(schema, data)
+        if len(bodies) >= _MOST_BODIES:
+            bodies.clear()
+        body = bodies[key] = serialised(schema, data)
     return body
 
 

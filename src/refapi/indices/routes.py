@@ -28,7 +28,10 @@ blp = Blueprint(
     description="The Belgian health index (gezondheidsindex), from Statbel's open data.",
 )
 blp.cli.add_command(refresh_command)
-_HEALTH_INDEX = HealthIndexSchema()
+# One instance per route: serialised_once bounds the bodies it keeps per schema instance, and a
+# month's answers are many where the current index's are a few.
+_CURRENT_INDEX = HealthIndexSchema()
+_MONTH_INDEX = HealthIndexSchema()
 
 WRONG_YEAR = "`WRONG_YEAR`: a base year without a health index; `valid_base_years` lists them."
 NOT_PUBLISHED = "`INDEX_NOT_PUBLISHED`: no health index for that month (and base year)."
@@ -72,7 +75,7 @@ class HealthIndex(MethodView):
         missing.
         """
         # The same few bodies, over and over: serialised once (what flask-smorest would make).
-        body = serialised_once(_HEALTH_INDEX, services.current(base_year=base_year))
+        body = serialised_once(_CURRENT_INDEX, services.current(base_year=base_year))
         return Response(body, mimetype="application/json")
 
 
@@ -88,7 +91,7 @@ class HealthIndexMonth(MethodView):
     def get(self, month: str, base_year: str | None = None) -> Response:
         """A month's health index (`YYYY-MM`), for every base year or one."""
         body = serialised_once(
-            _HEALTH_INDEX, services.month_values(month=month, base_year=base_year)
+            _MONTH_INDEX, services.month_values(month=month, base_year=base_year)
         )
         return Response(body, mimetype="application/json")
 
