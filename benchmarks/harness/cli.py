@@ -47,7 +47,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--cprofile",
         metavar="PATH_NAME",
         help="with --in-process: cProfile one path (ping, authorize, get-hit, get-miss, "
-        "zipcode, indices)",
+        "zipcode, zipcodes-a, indices)",
     )
     parser.add_argument(
         "--configs",

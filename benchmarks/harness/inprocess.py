@@ -36,6 +36,7 @@ PATHS: dict[str, tuple[str, bool]] = {
     "get-hit": ("/get/contracts/BE-2026%2000042", True),
     "get-miss": ("/get/no-such-key", True),
     "zipcode": ("/zipcodes/1000", True),
+    "zipcodes-a": ("/zipcodes?risk_factor=A", True),
     "indices": ("/indices/health?base_year=2013", True),
 }
 
