@@ -8,6 +8,8 @@ from typing import Any
 
 import matplotlib
 
+from harness import bench
+
 matplotlib.use("Agg")
 # Agg: no display; chosen before pyplot is imported.
 import matplotlib.pyplot as plt
@@ -135,8 +137,9 @@ TABLE_HEADER = (
 
 REDIS_FLOOR_LABEL = "bare Flask /ping + one Redis GET (floor of a Redis-cached read)"
 CPU_HEADER = (
-    "| Endpoint | server | PostgreSQL | Redis | wrk | whole machine |\n"
-    "| --- | ---: | ---: | ---: | ---: | ---: |"
+    "| Endpoint | server | PostgreSQL | Redis | wrk | whole machine | busiest worker's share "
+    "| loads |\n"
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 )
 CPU_PARTS = ("server", "postgres", "redis", "load generator", "machine")
 
@@ -145,7 +148,12 @@ def _cpu_row(label: str, entry: dict[str, Any]) -> str | None:
     cpu = entry.get("cpu_us_per_request") if entry.get("available", True) else None
     if not cpu:
         return None
-    return f"| {label} | " + " | ".join(_cell(cpu.get(part)) for part in CPU_PARTS) + " |"
+    share = entry.get("busiest_worker_cpu_share")
+    return (
+        f"| {label} | "
+        + " | ".join(_cell(cpu.get(part)) for part in CPU_PARTS)
+        + f" | {'-' if share is None else f'{share:.0%}'} | {entry.get('attempts', 1)} |"
+    )
 
 
 def _cpu_table(config: dict[str, Any]) -> list[str]:
@@ -164,7 +172,10 @@ def _cpu_table(config: dict[str, Any]) -> list[str]:
     return [
         "CPU time per request, in microseconds (user + system, during the measured load). "
         "PostgreSQL and Redis count every process of theirs on the machine; whole machine is "
-        "every CPU's busy time, so it also holds what nothing here accounts for.",
+        "every CPU's busy time, so it also holds what nothing here accounts for. The busiest "
+        "worker's share of the server's workers' CPU time: about 50% with two workers sharing "
+        f"the load; a load where one did more than {bench.UNBALANCED_SHARE:.0%} was measured "
+        f"again, up to {bench.BALANCE_ATTEMPTS} loads (the last column).",
         "",
         CPU_HEADER,
         *rows,

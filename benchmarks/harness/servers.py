@@ -258,7 +258,8 @@ def measuring_cpu(server: Server) -> Iterator[dict[str, float]]:
 
     ``server``: its master and workers; ``postgres``, ``redis``: every process of that name
     (idle ones add nothing); ``load generator``: the children this process waited for meanwhile
-    (wrk); ``machine``: every CPU's busy time, so what is left is everything else. A process
+    (wrk); ``machine``: every CPU's busy time, so what is left is everything else;
+    ``busiest worker``: the busiest worker's share of the workers' time, not seconds. A process
     that starts meanwhile counts from zero; one that exits counts through its parent, if that
     is measured too (a gunicorn worker through the master, a backend through the postmaster).
     """
@@ -271,8 +272,10 @@ def measuring_cpu(server: Server) -> Iterator[dict[str, float]]:
     finally:
         after_children = os.times()
         after_machine = psutil.cpu_times()
-        for name, seconds in _snapshot(server).items():
+        after = _snapshot(server)
+        for name, seconds in after.items():
             found[name] = sum(value - before[name].get(pid, 0.0) for pid, value in seconds.items())
+        found["busiest worker"] = _busiest_share(server, before["server"], after["server"])
         found["load generator"] = (
             after_children.children_user
             - children.children_user
@@ -280,6 +283,19 @@ def measuring_cpu(server: Server) -> Iterator[dict[str, float]]:
             - children.children_system
         )
         found["machine"] = _busy(after_machine) - _busy(machine)
+
+
+def _busiest_share(server: Server, before: dict[int, float], after: dict[int, float]) -> float:
+    """The share of the workers' CPU time that the busiest worker spent (1.0 with one worker).
+
+    A multi-process server whose workers share one listening socket (uvicorn --workers) may
+    hand every connection of a load to one worker, which then serves alone: about half the
+    throughput on two workers, a measure of luck rather than of the server.
+    """
+    pids = [worker.pid for worker in server.workers() if worker.pid != server.process.pid]
+    spent = [after.get(pid, 0.0) - before.get(pid, 0.0) for pid in pids]
+    total = sum(spent)
+    return max(spent) / total if len(spent) > 1 and total > 0 else 1.0
 
 
 def _busy(times: Any) -> float:

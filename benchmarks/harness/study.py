@@ -264,7 +264,9 @@ def _peer(
     with servers.running(server):
         for connections in connection_levels:
             row = {"model": description, "scenario": PEER_SCENARIO, "connections": connections}
-            result = bench.measure(server, ctx, endpoint, tag="study-peer", connections=connections)
+            result = bench.measure(
+                server, ctx, endpoint, tag="study-peer", connections=connections, balanced=False
+            )
             _log_row(log, row, result)
             rows.append({**row, "available": True, **result})
     return rows
