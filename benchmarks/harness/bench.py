@@ -183,12 +183,11 @@ def measure(
         with servers.sampling_rss(server) as peaks, servers.measuring_cpu(server) as cpu:
             result = wrk.run(load, duration=duration or settings.duration, **options)
         share = cpu.pop("busiest worker")
-        result["busiest_worker_cpu_share"] = round(share, 2)
+        result["busiest_worker_cpu_share"] = None if share is None else round(share, 2)
         result["attempts"] = attempt
-        workers = len(server.workers())
         # Every worker should have a fair part of the connections: otherwise load again (new
         # connections, a new spread), so that a ratio compares servers rather than luck.
-        if not balanced or workers < 2 or share <= UNBALANCED_SHARE:
+        if not balanced or share is None or share <= UNBALANCED_SHARE:
             break
     result["connections"] = connections
     result["unexpected"] = sum(

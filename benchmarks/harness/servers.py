@@ -253,7 +253,7 @@ def _snapshot(server: Server) -> dict[str, dict[int, float]]:
 
 
 @contextlib.contextmanager
-def measuring_cpu(server: Server) -> Iterator[dict[str, float]]:
+def measuring_cpu(server: Server) -> Iterator[dict[str, Any]]:
     """CPU seconds (user + system) each component spent while the block ran.
 
     ``server``: its master and workers; ``postgres``, ``redis``: every process of that name
@@ -263,7 +263,7 @@ def measuring_cpu(server: Server) -> Iterator[dict[str, float]]:
     that starts meanwhile counts from zero; one that exits counts through its parent, if that
     is measured too (a gunicorn worker through the master, a backend through the postmaster).
     """
-    found: dict[str, float] = {}
+    found: dict[str, Any] = {}
     before = _snapshot(server)
     children = os.times()
     machine = psutil.cpu_times()
@@ -285,8 +285,10 @@ def measuring_cpu(server: Server) -> Iterator[dict[str, float]]:
         found["machine"] = _busy(after_machine) - _busy(machine)
 
 
-def _busiest_share(server: Server, before: dict[int, float], after: dict[int, float]) -> float:
-    """The share of the workers' CPU time that the busiest worker spent (1.0 with one worker).
+def _busiest_share(
+    server: Server, before: dict[int, float], after: dict[int, float]
+) -> float | None:
+    """The share of the workers' CPU time that the busiest worker spent (None with one worker).
 
     A multi-process server whose workers share one listening socket (uvicorn --workers) may
     hand every connection of a load to one worker, which then serves alone: about half the
@@ -295,7 +297,9 @@ def _busiest_share(server: Server, before: dict[int, float], after: dict[int, fl
     pids = [worker.pid for worker in server.workers() if worker.pid != server.process.pid]
     spent = [after.get(pid, 0.0) - before.get(pid, 0.0) for pid in pids]
     total = sum(spent)
-    return max(spent) / total if len(spent) > 1 and total > 0 else 1.0
+    if len(spent) < 2:
+        return None
+    return max(spent) / total if total > 0 else 1.0
 
 
 def _busy(times: Any) -> float:
