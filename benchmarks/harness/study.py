@@ -220,6 +220,7 @@ def _phase(
                             endpoint,
                             tag=f"study-{model.name}",
                             connections=connections,
+                            balanced=False,
                         )
                     except wrk.WrkFailed as error:
                         rows.append({**row, "available": False, "reason": f"load failed: {error}"})
