@@ -5,7 +5,8 @@
   error responses as ``application/problem+json``.
 - ``Blueprint`` answers a JSON body sent with another content type with 415 instead of
   a confusing 422, documents the API-key requirement (401) on every non-public operation, and
-  builds each arguments schema once (webargs builds a schema class anew for every request).
+  builds each arguments schema once (webargs builds a schema class anew for every request);
+  its ``alt_response`` documents without wrapping the view.
 - ``JsonOnlyParser`` gives a query string it has parsed before the same arguments again.
 - ``public`` marks a view method that needs no API key; the auth hook and the document both read it.
 - ``serialised`` makes a response body once, for a cache to hold, as a view's answer would be.
@@ -141,6 +142,21 @@ class Blueprint(flask_smorest.Blueprint):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._prepare_doc_cbks.append(self._prepare_auth_doc)
+
+    def alt_response(self, status_code: Any, *args: Any, **kwargs: Any) -> Callable[[F], F]:
+        """flask-smorest's, documenting the response without wrapping the view.
+
+        Its wrapper only calls the view (through ``ensure_sync``): one more call, a lookup of
+        ``current_app`` and of the coroutine check, per documented response, on every request.
+        The view keeps the documentation the wrapper would have carried.
+        """
+        document = super().alt_response(status_code, *args, **kwargs)
+
+        def decorator(view: F) -> F:
+            view._apidoc = document(view)._apidoc  # type: ignore[attr-defined]
+            return view
+
+        return decorator
 
     def arguments(self, schema: Any, **kwargs: Any) -> Callable[[F], F]:
         # Given a class, webargs instantiates it on every request it parses (issue 8: a quarter
