@@ -59,10 +59,11 @@ def _gunicorns_loggers_left_as_found():
         logger.handlers[:] = handlers
 
 
-def refapi_access_log_format() -> str:
+def refapi_gunicorn_settings() -> dict[str, Any]:
+    """What gunicorn reads from refapi's gunicorn.conf.py."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("REFAPI_API_KEYS", f"tester:{TEST_KEY}")
-        return str(runpy.run_path(str(ROOT / "gunicorn.conf.py"))["access_log_format"])
+        return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
 
 
 def gunicorn_config(**values: Any) -> Config:
@@ -153,17 +154,17 @@ def test_any_headers_give_gunicorns_atoms(request_headers, response_headers):
         assert ours[name] == expected[name], name
 
 
-def test_refapis_server_logs_with_it(monkeypatch):
-    monkeypatch.setenv("REFAPI_API_KEYS", f"tester:{TEST_KEY}")
-    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
-    assert gunicorn_config(logger_class=conf["logger_class"]).logger_class is AccessLogger
+def test_refapis_server_logs_with_it():
+    logger_class = refapi_gunicorn_settings()["logger_class"]
+    assert gunicorn_config(logger_class=logger_class).logger_class is AccessLogger
 
 
 def test_refapis_line_is_byte_for_byte_what_gunicorn_writes(tmp_path):
+    access_log_format = refapi_gunicorn_settings()["access_log_format"]
     lines = []
     for logger_class in (glogging.Logger, AccessLogger):
         path = tmp_path / f"{logger_class.__module__}.log"
-        config = gunicorn_config(accesslog=str(path), access_log_format=refapi_access_log_format())
+        config = gunicorn_config(accesslog=str(path), access_log_format=access_log_format)
         logger = logger_class(config)
         logger.access(*served(REQUEST), REQUEST_TIME)
         for handler in logger.access_log.handlers:

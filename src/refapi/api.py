@@ -65,7 +65,9 @@ def serialised_once(schema: Any, data: Any) -> bytes:
     holds dicts, lists and hashable values. Give each kind of answer a schema instance of its
     own: the bound on how many bodies are kept is per schema instance.
     """
-    bodies = _BODIES.setdefault(schema, {})
+    bodies = _BODIES.get(schema)
+    if bodies is None:
+        bodies = _BODIES[schema] = {}
     key = (flask.current_app.json, _frozen(data))
     body = bodies.get(key)
     if body is None:
@@ -107,8 +109,7 @@ class JsonOnlyParser(FlaskParser):
     def parse(
         self, argmap: Any, req: Any = None, *, location: str | None = None, **kwargs: Any
     ) -> Any:
-        request = req if req is not None else flask.request
-        query = request.query_string
+        query = (req if req is not None else self.get_default_request()).query_string
         if location != "query" or len(query) > _LONGEST_QUERY or kwargs.get("validate"):
             return super().parse(argmap, req, location=location, **kwargs)
         key = (argmap, kwargs.get("unknown"), query)

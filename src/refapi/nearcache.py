@@ -32,11 +32,11 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import secrets
 import select
 import socket
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -149,8 +149,8 @@ class NearCache:
         now = time.monotonic()
         if connection is None or now >= self._fresh_until or key in self._requested:
             return
-        if size + ENTRY_OVERHEAD_BYTES > self._max_bytes:
-            # More than the whole budget: it would be read again only to be dropped.
+        if not self._fits(size):
+            # It would be read again only to be dropped.
             return
         held = self._entries.get(key)
         if held is not None and not _expired(held, now):
@@ -159,6 +159,10 @@ class NearCache:
         if not self._send(connection, ("fill", key), ("GET", self._prefix + key)):
             # The connection changed meanwhile: a later hit asks again.
             self._requested.discard(key)
+
+    def _fits(self, size: int) -> bool:
+        """Whether a value of ``size`` bytes fits in the whole budget."""
+        return size + ENTRY_OVERHEAD_BYTES <= self._max_bytes
 
     def _behind(self) -> bool:
         """Whether Redis sent something the listener has not read yet, or closed on it.
@@ -198,7 +202,7 @@ class NearCache:
         One round trip for the commands and the fence; returns their answers. Raises redis-py's
         errors when the commands could not be run; once they ran, waiting always ends in time.
         """
-        ack_key = f"{self._prefix}{ACK_INFIX}{uuid.uuid4().hex}"
+        ack_key = f"{self._prefix}{ACK_INFIX}{secrets.token_hex(16)}"
         pipeline = self._client.pipeline(transaction=False)
         for command in commands:
             pipeline.execute_command(*command)
@@ -322,11 +326,10 @@ class NearCache:
 
     def _keep_answer(self, key: str, raw: Any) -> None:
         self._requested.discard(key)
-        if not isinstance(raw, bytes) or not self._keep(raw):
+        # The budget first: keep() unpickles the value to spot a lease.
+        if not isinstance(raw, bytes) or not self._fits(len(raw)) or not self._keep(raw):
             return
         size = len(raw) + ENTRY_OVERHEAD_BYTES
-        if size > self._max_bytes:
-            return
         with self._lock:
             self._forget(key)
             while self._bytes + size > self._max_bytes:

@@ -72,7 +72,6 @@ def read(*, zipcode: int) -> dict[str, Any]:
 # It is the lookups' prefix, which every release since issue 8 deletes on import: an import run
 # from an earlier release's image during a rolling deploy also deletes this release's pages.
 _PREFIX = "zipcodes.lookup."
-_LOOKUP_PREFIX = _PREFIX
 _PAGE_PREFIX = f"{_PREFIX}page."
 _TOTAL_PREFIX = f"{_PREFIX}total."
 _PAGE_SCHEMA = ZipcodePageSchema()
@@ -90,7 +89,7 @@ def lookup(zipcode: int) -> dict[str, Any]:
     Not found is cached too (as risk_factor None in a dict), so a client probing absent
     zipcodes does not reach the database on every request.
     """
-    found = read_through(cache, f"{_LOOKUP_PREFIX}{zipcode}", lambda: _load_lookup(zipcode))
+    found = read_through(cache, f"{_PREFIX}{zipcode}", lambda: _load_lookup(zipcode))
     return cast(dict[str, Any], found)  # _load_lookup never answers None
 
 
