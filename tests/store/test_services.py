@@ -3,7 +3,9 @@ from __future__ import annotations
 import json
 
 import pytest
+import sqlalchemy as sa
 
+from refapi.extensions import db
 from refapi.store import services
 from refapi.store.errors import KeyNotFound, ValueTooLarge, VersionMismatch
 
@@ -43,3 +45,30 @@ def test_services_work_without_a_request(app):
         services.delete(client="tester", key="k", if_match="*")
         with pytest.raises(KeyNotFound):
             services.read(client="tester", key="k")
+
+
+def test_writes_reuse_their_compiled_statements(app):
+    """Each kind of write is compiled once, not per call (issue 8: compiling the upsert cost a
+    save more CPU than the database spent on it)."""
+    compiled: dict[str, list[object]] = {}
+
+    def remember(connection, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            compiled.setdefault(statement, []).append(context.compiled)
+
+    with app.app_context():
+        engine = db.engine
+        sa.event.listen(engine, "before_cursor_execute", remember)
+        try:
+            for round_ in range(3):
+                services.save(client="tester", key=f"new-{round_}", value=round_, create_only=True)
+                services.save(client="tester", key=f"new-{round_}", value=-round_)  # upsert
+                services.save(client="tester", key="upserted", value=round_)
+                services.save(
+                    client="tester", key="upserted", value=round_, if_match=services.ANY_VERSION
+                )
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", remember)
+    assert len(compiled) == 3  # create-only, upsert, conditional update
+    for statement, objects in compiled.items():
+        assert len({id(each) for each in objects}) == 1, statement
