@@ -13,6 +13,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, g, request
 from sqlalchemy.engine import make_url
 from swagger_ui_bundle import swagger_ui_path
@@ -190,6 +191,18 @@ def _read_binds(url: str) -> dict[str, Any]:
     }
 
 
+def _write_ahead_log(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    """SQLite in write-ahead-log mode, on every connection of ours.
+
+    A commit then syncs one file once, where the default rollback journal syncs the journal and
+    the database each time (issue 8: the write ahead log took a save from 2.9 to 1.8 ms of CPU),
+    and readers and the writer no longer wait for each other. ``synchronous`` stays SQLite's
+    FULL, so a commit is on disk before the API answers. The mode is kept in the database file;
+    an in-memory database keeps its own.
+    """
+    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = g.get("request_id", "-") if g else "-"
@@ -213,6 +226,10 @@ def _configure_logging(app: Flask) -> None:
 
 def _init_extensions(app: Flask) -> None:
     db.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            if engine.dialect.name == "sqlite":
+                sa.event.listen(engine, "connect", _write_ahead_log)
     # Alembic's scripts are the top-level migrations/ folder: commands run from the project root.
     migrate.init_app(app, db, compare_type=True, render_as_batch=True)
     cache.init_app(app)
