@@ -47,7 +47,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--cprofile",
         metavar="PATH_NAME",
         help="with --in-process: cProfile one path (ping, authorize, get-hit, get-miss, "
-        "zipcode, zipcodes-a, indices)",
+        "zipcode, zipcodes-a, indices, save)",
     )
     parser.add_argument(
         "--configs",

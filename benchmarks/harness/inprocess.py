@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import cProfile
 import importlib
+import io
 import json
 import os
 import pstats
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from harness import data
 from harness.context import BENCHMARKS
 from harness.upstream import statbel_zip
 
@@ -38,6 +40,8 @@ PATHS: dict[str, tuple[str, bool]] = {
     "zipcode": ("/zipcodes/1000", True),
     "zipcodes-a": ("/zipcodes?risk_factor=A", True),
     "indices": ("/indices/health?base_year=2013", True),
+    # A write replacing one key again and again, with the load benchmark's first document.
+    "save": ("/save", True),
 }
 
 WsgiApp = Callable[..., Iterable[bytes]]
@@ -47,12 +51,21 @@ def _environ(path: str, with_key: bool) -> dict[str, Any]:
     from werkzeug.test import EnvironBuilder
 
     headers = {"X-API-Key": KEY} if with_key else {}
+    if path == "/save":
+        body = data.save_bodies(1)[0].encode()
+        return EnvironBuilder(
+            path=path, method="POST", headers=headers, data=body, content_type="application/json"
+        ).get_environ()
     return EnvironBuilder(path=path, headers=headers).get_environ()
 
 
 def _call(app: WsgiApp, environ: dict[str, Any]) -> str:
     statuses: list[str] = []
-    body = app(dict(environ), lambda status, headers, exc_info=None: statuses.append(status))
+    environ = dict(environ)
+    if environ["REQUEST_METHOD"] == "POST":
+        # Each call reads its body afresh.
+        environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].getvalue())
+    body = app(environ, lambda status, headers, exc_info=None: statuses.append(status))
     try:
         b"".join(body)
     finally:

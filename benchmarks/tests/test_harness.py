@@ -1,0 +1,270 @@
+"""The harness's arithmetic and its wrk script: what every ratio it reports rests on."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import io
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import pytest
+from harness import bench, data, inprocess, report, servers, wrk
+
+
+def test_summarise_counts_every_status_and_only_socket_failures_as_socket_errors():
+    raw = {
+        "duration_us": 2_000_000,
+        "requests": 300,
+        "statuses": {"200": 250, "404": 40, "503": 10},
+        "errors": {"connect": 1, "read": 2, "write": 0, "timeout": 3, "status": 50},
+        "latency_us": {"p50": 1500, "p99": 12000},
+    }
+    summary = wrk.summarise(raw)
+    assert summary["requests_per_second"] == 150.0
+    assert summary["statuses"] == {200: 250, 404: 40, 503: 10}
+    assert summary["non_2xx"] == 50
+    assert summary["socket_errors"] == 6  # wrk's own "status" errors are the non-2xx above
+    assert summary["latency_ms"] == {"p50": 1.5, "p99": 12.0}
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers 200, or the status a path asks for (/status/404), and keeps what it was sent."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as the servers under test
+    seen: ClassVar[list[tuple[str, str, str, str]]] = []
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._answer()
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode()
+        self.seen.append((self.command, self.path, self.headers.get("X-API-Key", ""), body))
+        status = int(self.path.rsplit("/", 1)[1]) if self.path.startswith("/status/") else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def recorder() -> Iterator[str]:
+    _Recorder.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def wrk_installed() -> None:
+    # Not a skip: `.ci/run` installs wrk, and a harness that cannot be checked is not checked.
+    assert shutil.which("wrk"), "wrk is not installed: apt-get install wrk (or benchmarks/run)"
+
+
+def test_wrk_sends_each_line_of_the_requests_file_with_its_body_and_headers(
+    recorder, wrk_installed, tmp_path
+):
+    bodies = [json.dumps({"key": f"k{number}", "value": number}) for number in range(3)]
+    requests = data.write_requests(tmp_path / "requests.txt", ["/save"] * 3, bodies)
+    load = wrk.Load("POST", requests, ("X-API-Key: secret", "Content-Type: application/json"))
+    result = wrk.run(load, url=recorder, duration=1, connections=2, threads=1, timeout=2)
+    assert result["requests"] >= 3
+    assert result["statuses"] == {200: result["requests"]}
+    assert result["non_2xx"] == 0
+    seen = _Recorder.seen
+    assert {method for method, *_ in seen} == {"POST"}
+    assert {key for _, _, key, _ in seen} == {"secret"}
+    assert {body for *_, body in seen} == set(bodies)  # every line, not only the first
+
+
+def test_wrk_counts_each_status_it_was_answered(recorder, wrk_installed, tmp_path):
+    requests = data.write_requests(tmp_path / "requests.txt", ["/status/200", "/status/404"])
+    result = wrk.run(
+        wrk.Load("GET", requests), url=recorder, duration=1, connections=1, threads=1, timeout=2
+    )
+    assert set(result["statuses"]) == {200, 404}
+    assert sum(result["statuses"].values()) == result["requests"]
+    assert result["non_2xx"] == result["statuses"][404]
+    # One connection walks the list in order: the two statuses alternate.
+    assert abs(result["statuses"][200] - result["statuses"][404]) <= 1
+
+
+def test_a_requests_file_refuses_a_target_that_would_split_its_line(tmp_path):
+    with pytest.raises(ValueError, match="tab or a newline"):
+        data.write_requests(tmp_path / "requests.txt", ["/get/a\tb"])
+
+
+def test_save_bodies_are_the_same_in_every_run_and_distinct_keys():
+    bodies = data.save_bodies(50)
+    assert bodies == data.save_bodies(50)
+    assert len({json.loads(body)["key"] for body in bodies}) == 50
+
+
+def _server(*worker_pids: int) -> Any:
+    return SimpleNamespace(
+        process=SimpleNamespace(pid=1),
+        workers=lambda: [SimpleNamespace(pid=pid) for pid in worker_pids],
+    )
+
+
+def test_busiest_share_is_the_busiest_workers_part_of_the_workers_cpu_time():
+    before = {1: 5.0, 2: 1.0, 3: 1.0}
+    after = {1: 9.0, 2: 4.0, 3: 2.0}  # the master's seconds are not a worker's
+    assert servers._busiest_share(_server(2, 3), before, after) == pytest.approx(0.75)
+    assert servers._busiest_share(_server(2), before, after) is None  # one worker: no share
+    assert servers._busiest_share(_server(2, 3), before, before) == 1.0  # nothing measured
+
+
+class _FakeWrk:
+    """wrk for bench.measure: each load answers 100 requests; the loads are counted."""
+
+    def __init__(self) -> None:
+        self.loads = 0
+
+    def run(self, load: wrk.Load, *, duration: float, **options: Any) -> dict[str, Any]:
+        self.loads += 1
+        return {"requests": 100, "statuses": {200: 100}}
+
+
+class _FakeCpuMeter:
+    """servers.measuring_cpu for bench.measure: the busiest worker's share of each load in turn."""
+
+    def __init__(self, fake_wrk: _FakeWrk, shares: list[float | None]) -> None:
+        self.fake_wrk = fake_wrk
+        self.shares = shares
+        self.found: dict[str, Any] = {}
+
+    def __enter__(self) -> dict[str, Any]:
+        self.found = {}
+        return self.found
+
+    def __exit__(self, *exc: Any) -> None:
+        share = self.shares[self.fake_wrk.loads - 1]
+        self.found.update({"server": 0.01, "busiest worker": share})
+
+
+@pytest.mark.parametrize(
+    ("shares", "balanced", "loads", "share"),
+    [
+        ([0.52], True, 1, 0.52),  # fair: measured once
+        ([0.98, 0.55], True, 2, 0.55),  # one worker did it all: measured again
+        ([0.9, 0.9, 0.9, 0.5], True, 3, 0.9),  # at most BALANCE_ATTEMPTS loads, then kept
+        ([0.98], False, 1, 0.98),  # the study's few connections cannot be spread
+        ([None], True, 1, None),  # one worker
+    ],
+)
+def test_measure_loads_again_while_one_worker_did_most_of_the_work(
+    monkeypatch, tmp_path, shares, balanced, loads, share
+):
+    fake_wrk = _FakeWrk()
+    meter = _FakeCpuMeter(fake_wrk, shares)
+    monkeypatch.setattr(bench.wrk, "run", fake_wrk.run)
+    monkeypatch.setattr(bench.servers, "measuring_cpu", lambda server: meter)
+    peaks = {4: 64 * bench.MIB}
+    monkeypatch.setattr(bench.servers, "sampling_rss", lambda server: contextlib.nullcontext(peaks))
+    ctx = SimpleNamespace(
+        settings=SimpleNamespace(connections=32, wrk_threads=1, timeout=5, warmup=0, duration=1),
+        workdir=tmp_path,
+        auth_header={"X-API-Key": "secret"},
+    )
+    endpoint = bench.Endpoint("ping", "GET /ping", "GET", ("/ping",), frozenset({200}))
+    server = SimpleNamespace(url="http://127.0.0.1:1")
+    result = bench.measure(server, ctx, endpoint, tag="t", balanced=balanced)
+    assert fake_wrk.loads == loads
+    assert result["attempts"] == loads
+    assert result["busiest_worker_cpu_share"] == share
+    assert result["cpu_us_per_request"] == {"server": 100.0}
+    assert result["peak_rss_mib_per_worker"] == [64.0]
+    assert result["unexpected"] == 0
+
+
+def _config(ratios: dict[str, float], *, peer_rps: float, drift: float = 0.0) -> dict[str, Any]:
+    ceiling = 1000.0
+    endpoints = [
+        {
+            "name": name,
+            "available": True,
+            "ratio_to_bare_ping": ratio,
+            "requests_per_second": ratio * ceiling,
+            "unexpected": 0,
+            "socket_errors": 0,
+        }
+        for name, ratio in ratios.items()
+    ]
+    return {
+        "endpoints": endpoints,
+        "peer": {"available": True, "requests_per_second": peer_rps},
+        "ceiling": {"drift": drift},
+    }
+
+
+def test_goals_read_the_issues_targets_off_the_ratios():
+    config = _config(
+        {"ping": 0.92, "get-hit": 0.8, "get-miss": 0.29, "zipcode": 0.76, "indices": 0.6},
+        peer_rps=900.0,
+    )
+    rows = {row["goal"]: row for row in report.goals({"configurations": {"B": config}})}
+    assert rows["[B] full-stack /ping"]["met"] is True
+    assert rows["[B] GET /get cache hit"]["met"] is True
+    assert rows["[B] GET /get cache miss"]["met"] is False  # 0.29 < 0.3
+    assert rows["[B] GET /get cache hit vs the FastAPI peer"]["measured"] == pytest.approx(0.889)
+    assert rows["[B] GET /get cache hit vs the FastAPI peer"]["met"] is False
+    zipcode = rows["[B] GET /zipcodes/<zipcode> at the level of the cached GET /get"]
+    assert zipcode["measured"] == pytest.approx(0.95)
+    assert zipcode["met"] is True
+    index = rows["[B] GET /indices/health?base_year=2013 at the level of the cached GET /get"]
+    assert index["met"] is False  # 0.6 / 0.8
+    assert rows["[B] zero errors, zero unexpected statuses"]["met"] is True
+    assert not any("noisy" in row for row in rows.values())
+
+
+def test_goals_unmeasured_when_an_endpoint_is_missing_and_noisy_when_the_ceiling_moved():
+    config = _config({"ping": 0.95}, peer_rps=900.0, drift=0.3)
+    config["endpoints"][0]["unexpected"] = 2
+    rows = {row["goal"]: row for row in report.goals({"configurations": {"A": config}})}
+    assert rows["[A] GET /get cache hit"]["met"] is None
+    assert rows["[A] GET /get cache hit vs the FastAPI peer"]["met"] is None
+    assert rows["[A] full-stack /ping"]["noisy"] == "ceiling drift 30%"
+    errors = rows["[A] zero errors, zero unexpected statuses"]
+    assert errors["measured"] == 2
+    assert errors["met"] is False
+
+
+def test_in_process_calls_post_the_same_body_every_time():
+    received: list[bytes] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        received.append(environ["wsgi.input"].read())
+        start_response("200 OK", [])
+        return [b""]
+
+    environ = inprocess._environ("/save", True)
+    for _ in range(3):
+        assert inprocess._call(app, environ) == "200 OK"
+    assert len(received) == 3
+    assert received[0]
+    assert len(set(received)) == 1
+    assert json.loads(received[0]) == json.loads(data.save_bodies(1)[0])
+    assert isinstance(environ["wsgi.input"], io.BytesIO)
+
+
+def test_the_endpoint_names_are_the_endpoints_the_benchmark_loads(tmp_path):
+    ctx = SimpleNamespace(settings=SimpleNamespace(hot_keys=3))
+    names = [endpoint.name for endpoint in bench.refapi_endpoints(ctx, [1000])]
+    assert tuple(names) == bench.ENDPOINT_NAMES
+    assert Path(wrk.LUA_SCRIPT).is_file()
