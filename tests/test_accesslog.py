@@ -1,4 +1,5 @@
-"""refapi's gunicorn access logger writes what gunicorn's own logger writes, atom for atom."""
+"""refapi's gunicorn access logger writes what gunicorn's own logger writes, atom for atom,
+with a request's text made safe for one log line."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from gunicorn.http.parser import RequestParser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from refapi.accesslog import AccessLogger
+from refapi.accesslog import AccessLogger, log_text
 from tests.conftest import TEST_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,11 +87,20 @@ def served(raw: bytes, status: str = "200 OK", headers=RESPONSE_HEADERS, sent: i
     return response, request, environ
 
 
+class SafeText(glogging.SafeAtoms):
+    """gunicorn's SafeAtoms (its lookups: braces, "-"), with text as ours makes it (log_text)."""
+
+    def __init__(self, atoms: dict[str, Any]) -> None:
+        dict.__init__(self)
+        for key, value in atoms.items():
+            self[key] = log_text(value) if isinstance(value, str) else value
+
+
 def stock_and_ours(raw: bytes = REQUEST, **served_args: Any) -> tuple[dict[str, Any], Any]:
     config = gunicorn_config(accesslog=None)
     exchange = (*served(raw, **served_args), REQUEST_TIME)
     stock = glogging.Logger(config)
-    expected = stock.atoms_wrapper_class(stock.atoms(*exchange))
+    expected = SafeText(stock.atoms(*exchange))
     ours = AccessLogger(config)
     return expected, ours.atoms_wrapper_class(ours.atoms(*exchange))
 
@@ -198,3 +208,31 @@ def test_with_statsd_configured_it_says_it_sends_no_metrics(tmp_path):
     errors = tmp_path / "error.log"
     AccessLogger(gunicorn_config(errorlog=str(errors), statsd_host="127.0.0.1:8125"))
     assert "sends no statsd metrics" in errors.read_text(encoding="utf-8")
+
+
+def test_text_is_escaped_as_logfmt_reads_it():
+    assert log_text('say "hi"') == 'say \\"hi\\"'  # as gunicorn's own logger does
+    assert log_text("a\\") == "a\\\\"  # a trailing backslash cannot escape the closing quote
+    assert log_text("tab\there") == "tab\\there"
+    assert log_text("bell\x07 del\x7f") == "bell\\x07 del\\x7f"
+
+
+def test_a_path_is_logged_as_the_utf8_it_was_sent_in():
+    # WSGI hands over the path's bytes decoded as latin-1.
+    assert log_text("/get/café".encode().decode("latin-1")) == "/get/café"
+    # A byte that is not UTF-8 is written as an escape; a C1 control as one too.
+    assert log_text(b"/get/\xff".decode("latin-1")) == "/get/\\xff"
+    assert log_text("/get/\u009b".encode().decode("latin-1")) == "/get/\\x9b"
+
+
+def test_a_path_with_an_encoded_newline_cannot_forge_a_line(tmp_path):
+    access_log_format = refapi_gunicorn_settings()["access_log_format"]
+    path = tmp_path / "access.log"
+    logger = AccessLogger(gunicorn_config(accesslog=str(path), access_log_format=access_log_format))
+    forged = b"/ping%0Aremote=203.0.113.9%20method=DELETE%20path=%22/delete/x%22%5C"
+    logger.access(*served(b"GET " + forged + b" HTTP/1.1\r\nHost: h\r\n\r\n"), REQUEST_TIME)
+    for handler in logger.access_log.handlers:
+        handler.close()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1
+    assert 'path="/ping\\nremote=203.0.113.9 method=DELETE path=\\"/delete/x\\"\\\\" ' in lines[0]

@@ -8,14 +8,16 @@ Under load that work was a sixth of a worker's Python time on a bare `/ping` (is
 
 `AccessLogger` writes the same lines, through the same `gunicorn.access` logger, handlers and
 `access_log_format`: its atoms are a mapping that looks each name up when the format asks for
-it, with gunicorn's rules (names in braces are case-insensitive, a missing one is "-", quotes in
-text are escaped). `gunicorn.conf.py` selects it with `logger_class`; a test compares every
-atom with the stock logger's.
+it, with gunicorn's rules (names in braces are case-insensitive, a missing one is "-"), and
+text made safe for a log line (see `log_text`). `gunicorn.conf.py` selects it with
+`logger_class`; a test compares every atom with the stock logger's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import Any
@@ -29,6 +31,34 @@ def _pairs(items: Any) -> Any:
 
 _MISSING = object()
 
+# Backslashes and quotes (logfmt's escapes), control characters, and the bytes that were not
+# UTF-8 (surrogate escapes, see log_text).
+_UNSAFE = re.compile('[\\\\"\x00-\x1f\x7f-\x9f\udc80-\udcff]')
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    character = match[0]
+    code = ord(character)
+    return _ESCAPES.get(character) or f"\\x{code - 0xDC00 if code >= 0xDC80 else code:02x}"
+
+
+def log_text(text: str) -> str:
+    """A request's text as one log line can hold it, unambiguously.
+
+    WSGI gives a path and headers as their bytes decoded as latin-1: they are read as the UTF-8
+    they almost always are (a byte that is not UTF-8 is written ``\\xff``), so ``/é`` is logged
+    as ``/é``. Quotes and backslashes are escaped, and control characters written as escapes:
+    a path with ``%0A`` in it cannot end its field or start a forged line of its own. (gunicorn's
+    own logger escapes only quotes.)
+    """
+    if not text.isascii():
+        # Not bytes-as-latin-1 when gunicorn decoded it itself (a Basic auth user name).
+        with contextlib.suppress(UnicodeEncodeError):
+            text = text.encode("latin-1").decode("utf-8", "surrogateescape")
+    return _UNSAFE.sub(_escape, text) if _UNSAFE.search(text) else text
+
+
 # The atoms of gunicorn's format language that are not headers or environ entries.
 SIMPLE_ATOMS = tuple("hlutrsmUqHbBfaTDMLp")
 
@@ -36,9 +66,10 @@ SIMPLE_ATOMS = tuple("hlutrsmUqHbBfaTDMLp")
 class Atoms(Mapping[str, Any]):
     """One request's access-log atoms, each computed when it is looked up.
 
-    Values are what gunicorn's `SafeAtoms` gives: quotes in text escaped, "-" for a name that
-    is not there. Names in braces (`{x-request-id}o`, `{user-agent}i`, `{remote_addr}e`) are
-    case-insensitive, and where a header repeats, the last one counts, as in gunicorn.
+    Values are what gunicorn's `SafeAtoms` gives, "-" for a name that is not there, but with text
+    made safe by `log_text`. Names in braces (`{x-request-id}o`, `{user-agent}i`,
+    `{remote_addr}e`) are case-insensitive, and where a header repeats, the last one counts, as
+    in gunicorn.
     """
 
     __slots__ = ("_found", "environ", "logger", "req", "request_time", "resp")
@@ -69,9 +100,7 @@ class Atoms(Mapping[str, Any]):
         found = self._found.get(name, _MISSING)
         if found is _MISSING:
             value = self._braced(name.lower()) if name.startswith("{") else self._simple(name)
-            found = self._found[name] = (
-                value.replace('"', '\\"') if isinstance(value, str) else value
-            )
+            found = self._found[name] = log_text(value) if isinstance(value, str) else value
         return found
 
     def __contains__(self, name: object) -> bool:
