@@ -39,6 +39,9 @@ LEASE_NAME = "statbel"
 # ASCII digits only; matched whole (fullmatch), so "2020-10\n" is no month.
 MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 _MONTH = re.compile(MONTH_PATTERN)
+# ASCII digits only, as a zipcode: str.isdigit() takes "²" (which int() refuses) and int() takes
+# other scripts' digits (Arabic-Indic, fullwidth).
+_BASE_YEAR = re.compile(r"[0-9]{1,10}")
 CENT = Decimal("0.01")
 MAX_OFFSET = 2**31 - 1
 
@@ -500,11 +503,14 @@ def _base_year(text: str | int, latest: dict[int, str]) -> int:
     """The base year as an int, or ``WrongYear`` listing the valid ones."""
     valid = sorted(latest)
     candidate = str(text).strip()
-    if candidate.isdigit() and int(candidate) in latest:
+    if not _BASE_YEAR.fullmatch(candidate):
+        problem = "is not a base year written in digits 0-9"
+    elif int(candidate) in latest:
         return int(candidate)
+    else:
+        problem = "is not a base year with a health index"
     raise WrongYear(
-        f"{candidate[:20]!r} is not a base year with a health index; use one of "
-        f"{', '.join(map(str, valid))}.",
+        f"{candidate[:20]!r} {problem}; use one of {', '.join(map(str, valid))}.",
         valid_base_years=valid,
     )
 
