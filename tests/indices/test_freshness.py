@@ -314,3 +314,29 @@ def test_reads_are_cached_until_a_refresh(stored, client, upstream, auth_headers
     upstream.serve(statbel_zip(statbel_text(statbel_rows(revised))))
     assert stored.test_cli_runner().invoke(args=["indices", "refresh"]).exit_code == 0
     assert client.get(url, headers=auth_headers).get_json()["value"] == 110.12
+
+
+@pytest.mark.parametrize("address", ["none", "failing"])
+def test_with_nothing_stored_an_import_from_another_process_is_served_at_once(
+    make_indices_app, upstream, auth_headers, tmp_path, address
+):
+    # "Nothing stored yet" is not cached: with the in-process cache an import run from the
+    # command line (another process) cannot empty the server's cache, and the first data waited
+    # for the cached 503 to expire or for the next retry. Statbel is still asked only once per
+    # retry interval: the interval is kept in the database, not in the cache.
+    url = upstream.url if address == "failing" else ""
+    upstream.serve(**FAILURES["http-500"])
+    server = make_indices_app(STATBEL_URL=url)
+    command_line = make_indices_app(STATBEL_URL=url)  # in A, a cache of its own: another process
+    client = server.test_client()
+    for _ in range(3):
+        assert client.get("/indices/health", headers=auth_headers).status_code == 503
+        services.wait_for_background_refreshes()
+    path = tmp_path / "cpi.zip"
+    path.write_bytes(statbel_zip())
+    result = command_line.test_cli_runner().invoke(args=["indices", "refresh", "--file", str(path)])
+    assert result.exit_code == 0, result.output
+    response = client.get("/indices/health?base_year=2013", headers=auth_headers)
+    assert response.status_code == 200
+    assert (response.get_json()["month"], response.get_json()["stale"]) == ("2021-01", False)
+    assert upstream.hits == (1 if url else 0)

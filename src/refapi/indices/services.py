@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, current_app
@@ -339,9 +339,21 @@ def _summary() -> dict[str, Any]:
 
     The refresh times, each base year's latest month (``latest``) and those months' values
     (``months``).
+
+    Not cached while nothing is stored: with the in-process cache, an import run from the
+    command line (another process) cannot empty this process's cache, and a cached "nothing
+    stored yet" would keep answering 503 after the first data arrived. Statbel is not asked more
+    often for it: when to try again is decided from the refresh times in the database, and the
+    lease lets one refresh run at a time. Each such read costs the summary's few queries.
     """
-    # _load_summary always answers: never None.
-    return cast(dict[str, Any], read_through(cache, SUMMARY_KEY, _load_summary))
+    loaded: dict[str, Any] = {}
+
+    def load() -> dict[str, Any] | None:
+        loaded.update(_load_summary())
+        return loaded if loaded["retrieved_at"] is not None else None
+
+    cached = read_through(cache, SUMMARY_KEY, load)
+    return cached if cached is not None else loaded
 
 
 def _load_summary() -> dict[str, Any]:
