@@ -70,3 +70,15 @@ def test_an_unreachable_statbel_does_not_fail_the_deployment(app_config, monkeyp
     counts = _counts(app)
     assert counts["zipcodes"] > 8000
     assert counts["health_indices"] == 0
+
+
+def test_without_an_upstream_address_deploy_says_the_api_will_not_download_either(
+    app_config, monkeypatch, upstream
+):
+    # "The API will retry on demand" would be false: with no address it never downloads.
+    app, result = _deploy(app_config, monkeypatch, "")
+    assert result.exit_code == 0, result.output
+    assert "REFAPI_STATBEL_URL is empty" in result.output
+    assert "flask indices refresh --file" in result.output
+    assert "retry" not in result.output
+    assert _counts(app)["health_indices"] == 0

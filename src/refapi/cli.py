@@ -6,6 +6,7 @@ import logging
 
 import click
 import flask_migrate
+from flask import current_app
 from flask.cli import with_appcontext
 
 from refapi.indices import services as indices
@@ -41,6 +42,14 @@ def deploy(seed: bool, directory: str) -> None:
         click.echo(f"The zipcode table already holds {imported.zipcodes} zipcodes: kept as it is.")
     else:
         click.echo(f"Imported the sample zipcode table: {imported.zipcodes} zipcodes.")
+    if not current_app.config["STATBEL_URL"]:
+        # Nothing to download from, now or later: the API does not retry either.
+        logger.warning("health index not downloaded during deploy: REFAPI_STATBEL_URL is empty")
+        click.echo(
+            "The health index was not downloaded: REFAPI_STATBEL_URL is empty, so the API will "
+            "not download it either. Load it with `flask indices refresh --file ...`."
+        )
+        return
     try:
         outcome = indices.refresh()
     except indices.RefreshFailed as error:

@@ -123,6 +123,8 @@ class Upstream:
     status: int = 200
     body: bytes = b""
     content_type: str = "application/zip"
+    # The Content-Length header as sent; None: the body's length.
+    content_length: str | None = None
     hang: bool = False
     held: bool = False
     requests: list[dict[str, str]] = field(default_factory=list)
@@ -159,7 +161,10 @@ def upstream() -> Iterator[Upstream]:
             try:
                 self.send_response(state.status)
                 self.send_header("Content-Type", state.content_type)
-                self.send_header("Content-Length", str(len(state.body)))
+                length = state.content_length
+                self.send_header(
+                    "Content-Length", str(len(state.body)) if length is None else length
+                )
                 self.end_headers()
                 self.wfile.write(state.body)
             except (BrokenPipeError, ConnectionResetError):

@@ -92,8 +92,94 @@ def test_nothing_stored_and_statbel_failing_is_503_with_retry_after(
     assert response.status_code == 503
     assert response.mimetype == "application/problem+json"
     assert response.get_json()["code"] == "UPSTREAM_UNAVAILABLE"
-    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    retry_after = int(response.headers["Retry-After"])
+    assert 1 <= retry_after <= 60
+    assert f"try again in {retry_after} seconds" in response.get_json()["detail"]
     assert stored_rows(client.application) == []
+
+
+NOTHING_STORED_REQUESTS = [
+    ("GET", "/indices/health", None),
+    ("GET", "/indices/health/2020-10", None),
+    ("GET", "/indices/health/history?base_year=2013", None),
+    (
+        "POST",
+        "/indices/health/indexation",
+        {"amount": 850, "base_year": 2013, "start_month": "2019-04", "target_month": "2020-09"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "body"), NOTHING_STORED_REQUESTS)
+def test_nothing_stored_and_no_upstream_address_is_503_that_says_so_without_retry_after(
+    make_indices_app, upstream, auth_headers, method, url, body
+):
+    # Nothing will ever be downloaded: the answer must not blame Statbel, nor invite a retry.
+    client = make_indices_app(STATBEL_URL="").test_client()
+    response = client.open(url, method=method, json=body, headers=auth_headers)
+    assert response.status_code == 503
+    assert response.mimetype == "application/problem+json"
+    problem = response.get_json()
+    assert problem["code"] == "UPSTREAM_UNAVAILABLE"
+    assert "no upstream is configured" in problem["detail"]
+    assert "REFAPI_STATBEL_URL" in problem["detail"]
+    assert "flask indices refresh --file" in problem["detail"]
+    assert "Statbel" not in problem["detail"]
+    assert "Retry-After" not in response.headers
+    assert upstream.hits == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("GET", "/indices/health?base_year=1914", None),
+        ("GET", "/indices/health/2020-10?base_year=1914", None),
+        ("GET", "/indices/health/history?base_year=1914", None),
+        (
+            "POST",
+            "/indices/health/indexation",
+            {"amount": 1, "base_year": 1914, "start_month": "2020-10", "target_month": "2020-10"},
+        ),
+    ],
+)
+def test_nothing_stored_a_well_formed_base_year_is_503_saying_it_cannot_be_checked(
+    make_indices_app, auth_headers, method, url, body
+):
+    # With no data, which base years have a health index is unknown: not a WRONG_YEAR.
+    client = make_indices_app(STATBEL_URL="").test_client()
+    response = client.open(url, method=method, json=body, headers=auth_headers)
+    assert response.status_code == 503
+    assert response.get_json()["code"] == "UPSTREAM_UNAVAILABLE"
+    assert "Whether base year 1914 has a health index is unknown" in response.get_json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("GET", "/indices/health?base_year=abc", None),
+        ("GET", "/indices/health/2020-10?base_year=%C2%B2", None),
+        ("GET", "/indices/health/history?base_year=%EF%BC%92%EF%BC%90%EF%BC%91%EF%BC%93", None),
+        (
+            "POST",
+            "/indices/health/indexation",
+            {"amount": 1, "base_year": -2013, "start_month": "2020-10", "target_month": "2020-10"},
+        ),
+    ],
+)
+def test_nothing_stored_a_malformed_base_year_is_still_wrong_year(
+    make_indices_app, upstream, auth_headers, method, url, body
+):
+    # No data can make it valid (as no data makes a malformed month valid): a 400, not a 503
+    # inviting a retry that cannot help. No base year is valid while nothing is stored.
+    client = make_indices_app().test_client()
+    upstream.serve(**FAILURES["http-500"])
+    response = client.open(url, method=method, json=body, headers=auth_headers)
+    assert response.status_code == 400
+    problem = response.get_json()
+    assert problem["code"] == "WRONG_YEAR"
+    assert problem["valid_base_years"] == []
+    assert "no health index is stored yet" in problem["detail"]
+    assert upstream.hits == 0
 
 
 def test_after_a_failure_statbel_is_not_asked_again_before_the_retry_interval(
@@ -228,3 +314,29 @@ def test_reads_are_cached_until_a_refresh(stored, client, upstream, auth_headers
     upstream.serve(statbel_zip(statbel_text(statbel_rows(revised))))
     assert stored.test_cli_runner().invoke(args=["indices", "refresh"]).exit_code == 0
     assert client.get(url, headers=auth_headers).get_json()["value"] == 110.12
+
+
+@pytest.mark.parametrize("address", ["none", "failing"])
+def test_with_nothing_stored_an_import_from_another_process_is_served_at_once(
+    make_indices_app, upstream, auth_headers, tmp_path, address
+):
+    # "Nothing stored yet" is not cached: with the in-process cache an import run from the
+    # command line (another process) cannot empty the server's cache, and the first data waited
+    # for the cached 503 to expire or for the next retry. Statbel is still asked only once per
+    # retry interval: the interval is kept in the database, not in the cache.
+    url = upstream.url if address == "failing" else ""
+    upstream.serve(**FAILURES["http-500"])
+    server = make_indices_app(STATBEL_URL=url)
+    command_line = make_indices_app(STATBEL_URL=url)  # in A, a cache of its own: another process
+    client = server.test_client()
+    for _ in range(3):
+        assert client.get("/indices/health", headers=auth_headers).status_code == 503
+        services.wait_for_background_refreshes()
+    path = tmp_path / "cpi.zip"
+    path.write_bytes(statbel_zip())
+    result = command_line.test_cli_runner().invoke(args=["indices", "refresh", "--file", str(path)])
+    assert result.exit_code == 0, result.output
+    response = client.get("/indices/health?base_year=2013", headers=auth_headers)
+    assert response.status_code == 200
+    assert (response.get_json()["month"], response.get_json()["stale"]) == ("2021-01", False)
+    assert upstream.hits == (1 if url else 0)

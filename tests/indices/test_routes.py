@@ -303,3 +303,31 @@ def test_every_error_response_is_documented_as_a_problem(app):
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             assert {"400", "401", "503"} <= set(operation["responses"]), path
+
+
+# Digits that str.isdigit() accepts but int() refuses (superscript, circled), and digits of
+# other scripts that int() reads (Arabic-Indic, fullwidth): a base year is written in ASCII
+# digits, as a zipcode is, and anything else is the documented WRONG_YEAR, never a 500.
+NOT_ASCII_YEARS = [
+    "\u00b2",
+    "\u2460",
+    "2013\u00b2",
+    "\u0662\u0660\u0661\u0663",
+    "\uff12\uff10\uff11\uff13",
+]
+
+
+@pytest.mark.parametrize(
+    "path", ["/indices/health", "/indices/health/2020-10", "/indices/health/history"]
+)
+@pytest.mark.parametrize("base_year", NOT_ASCII_YEARS)
+def test_a_base_year_not_in_ascii_digits_is_wrong_year_on_every_route(
+    stored, client, auth_headers, path, base_year
+):
+    response = client.get(path, query_string={"base_year": base_year}, headers=auth_headers)
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["code"] == "WRONG_YEAR"
+    assert body["valid_base_years"] == [1988, 1996, 2004, 2013]
+    assert "digits 0-9" in body["detail"]

@@ -98,6 +98,14 @@ def _with(field: str, value: str) -> bytes:
         (_with("NM_MTH", "13"), "month must be 1 to 12"),
         (_with("NM_MTH", "0"), "month must be 1 to 12"),
         (_with("NM_YR", "20x0"), "not an integer"),
+        # Other scripts' digits and underscores, which int() and Decimal() would read.
+        (_with("NM_YR", "\uff12\uff10\uff12\uff10"), "not an integer"),
+        (_with("NM_MTH", "\u0661\u0660"), "not an integer"),
+        (_with("NM_BASE_YR", "2_013"), "not an integer"),
+        (_with("NM_YR", "\u00b2"), "not an integer"),
+        (_with("NM_YR", "9" * 5000), "not an integer"),
+        (_with("MS_HLTH_IDX", "\u0661\u0660\u0668.\u0660\u0666"), "not a number"),
+        (_with("MS_CPI_IDX", "1_08.06"), "not a number"),
         (_with("MS_HLTH_IDX", "-1"), "implausible"),
         (_with("MS_HLTH_IDX", "0"), "implausible"),
         (_with("MS_SMOOTH_IDX", "abc"), "not a number"),
@@ -152,3 +160,14 @@ def test_download_gives_up_after_the_timeout(upstream):
     upstream.hang = True
     with pytest.raises(statbel.StatbelError, match="Timeout"):
         statbel.download(url=upstream.url, timeout=0.2, max_bytes=MAX)
+
+
+# Latin-1 header bytes that str.isdigit() accepts but int() refuses, and a number int() would read
+# in another script: a Content-Length is ASCII digits or no length at all. The body's size is
+# still bounded while it is read.
+@pytest.mark.parametrize("declared", ["\u00b2", "1\u00b9", "12x"])
+def test_download_ignores_a_content_length_that_is_not_ascii_digits(upstream, declared):
+    upstream.content_length = declared
+    assert statbel.download(url=upstream.url, timeout=1, max_bytes=MAX) == upstream.body
+    with pytest.raises(statbel.StatbelError, match="sent more than 100 bytes"):
+        statbel.download(url=upstream.url, timeout=1, max_bytes=100)

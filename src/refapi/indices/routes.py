@@ -33,11 +33,16 @@ blp.cli.add_command(refresh_command)
 _CURRENT_INDEX = HealthIndexSchema()
 _MONTH_INDEX = HealthIndexSchema()
 
-WRONG_YEAR = "`WRONG_YEAR`: a base year without a health index; `valid_base_years` lists them."
+WRONG_YEAR = (
+    "`WRONG_YEAR`: a base year without a health index, or not written in digits 0-9; "
+    "`valid_base_years` lists those with one (empty while nothing is stored)."
+)
 NOT_PUBLISHED = "`INDEX_NOT_PUBLISHED`: no health index for that month (and base year)."
 UNAVAILABLE = (
-    "`UPSTREAM_UNAVAILABLE`: nothing is stored yet and Statbel cannot be reached; "
-    "retry after `Retry-After` seconds."
+    "`UPSTREAM_UNAVAILABLE`: nothing is stored yet (so a well-formed base year cannot be "
+    "checked). Either Statbel could not be reached or its file was refused so far: retry after "
+    "`Retry-After` seconds; or no upstream is configured (`REFAPI_STATBEL_URL` is empty), and "
+    "only an operator's import helps: no `Retry-After`."
 )
 PROBLEM = {"schema": ProblemSchema, "content_type": "application/problem+json"}
 MONTH_PARAMETER = {

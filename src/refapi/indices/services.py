@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, current_app
@@ -39,6 +39,9 @@ LEASE_NAME = "statbel"
 # ASCII digits only; matched whole (fullmatch), so "2020-10\n" is no month.
 MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 _MONTH = re.compile(MONTH_PATTERN)
+# ASCII digits only, as a zipcode: str.isdigit() takes "²" (which int() refuses) and int() takes
+# other scripts' digits (Arabic-Indic, fullwidth).
+_BASE_YEAR = re.compile(r"[0-9]{1,10}")
 CENT = Decimal("0.01")
 MAX_OFFSET = 2**31 - 1
 
@@ -336,9 +339,21 @@ def _summary() -> dict[str, Any]:
 
     The refresh times, each base year's latest month (``latest``) and those months' values
     (``months``).
+
+    Not cached while nothing is stored: with the in-process cache, an import run from the
+    command line (another process) cannot empty this process's cache, and a cached "nothing
+    stored yet" would keep answering 503 after the first data arrived. Statbel is not asked more
+    often for it: when to try again is decided from the refresh times in the database, and the
+    lease lets one refresh run at a time. Each such read costs the summary's few queries.
     """
-    # _load_summary always answers: never None.
-    return cast(dict[str, Any], read_through(cache, SUMMARY_KEY, _load_summary))
+    loaded: dict[str, Any] = {}
+
+    def load() -> dict[str, Any] | None:
+        loaded.update(_load_summary())
+        return loaded if loaded["retrieved_at"] is not None else None
+
+    cached = read_through(cache, SUMMARY_KEY, load)
+    return cached if cached is not None else loaded
 
 
 def _load_summary() -> dict[str, Any]:
@@ -348,10 +363,12 @@ def _load_summary() -> dict[str, Any]:
         return {**_refresh_times_uncached(), "latest": latest, "months": months}
 
 
-def _read_state() -> tuple[Freshness, dict[str, Any]]:
+def _read_state(*, base_year: int | None = None) -> tuple[Freshness, dict[str, Any]]:
     """The stored data's freshness, refreshing it when due, and the summary it was read from.
 
-    Raises ``UpstreamUnavailable`` when nothing is stored and no refresh has stored anything.
+    Raises ``UpstreamUnavailable`` when nothing is stored and no refresh has stored anything;
+    ``base_year``, the one asked for, is named in its message: with no data, whether it has a
+    health index is unknown.
     """
     config = current_app.config
     max_age = timedelta(seconds=config["INDEX_MAX_AGE"])
@@ -368,11 +385,30 @@ def _read_state() -> tuple[Freshness, dict[str, Any]]:
             summary = _summary()
             retrieved = summary["retrieved_at"]
     if retrieved is None:
-        raise UpstreamUnavailable(
-            "No health index is stored yet and Statbel could not be reached; try again later.",
-            headers={"Retry-After": str(_retry_after(summary["attempted_at"]))},
-        )
+        raise _nothing_stored(summary, base_year=base_year)
     return Freshness(retrieved_at=retrieved, stale=utcnow() - retrieved >= max_age), summary
+
+
+def _nothing_stored(summary: dict[str, Any], *, base_year: int | None) -> UpstreamUnavailable:
+    unknown = (
+        ""
+        if base_year is None
+        else f" Whether base year {base_year} has a health index is unknown until then."
+    )
+    if not current_app.config["STATBEL_URL"]:
+        # Nothing will ever be downloaded: retrying cannot help, so no Retry-After.
+        return UpstreamUnavailable(
+            "No health index is stored yet, and no upstream is configured to download one "
+            "(REFAPI_STATBEL_URL is empty): an operator must load it with "
+            "`flask indices refresh --file ...`." + unknown
+        )
+    retry_after = _retry_after(summary["attempted_at"])
+    return UpstreamUnavailable(
+        "No health index is stored yet: none could be fetched from Statbel so far (it could "
+        "not be reached, its file was refused, or the first download is still running); try "
+        f"again in {retry_after} seconds." + unknown,
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 def _attempt_due(attempted_at: datetime | None) -> bool:
@@ -496,17 +532,32 @@ def _invalidate() -> None:
         cache.delete_memoized(function)
 
 
-def _base_year(text: str | int, latest: dict[int, str]) -> int:
-    """The base year as an int, or ``WrongYear`` listing the valid ones."""
-    valid = sorted(latest)
+def _written_year(text: str | int) -> int:
+    """The base year asked for, as an int, when written in ASCII digits; else ``WrongYear``.
+
+    Checked before the data is read: no data can make a malformed base year valid, so it is a
+    400 even while nothing is stored (like a malformed month), with an empty list then.
+    """
     candidate = str(text).strip()
-    if candidate.isdigit() and int(candidate) in latest:
+    if _BASE_YEAR.fullmatch(candidate):
         return int(candidate)
-    raise WrongYear(
-        f"{candidate[:20]!r} is not a base year with a health index; use one of "
-        f"{', '.join(map(str, valid))}.",
-        valid_base_years=valid,
+    raise _wrong_year(
+        f"{candidate[:20]!r} is not a base year written in digits 0-9", _summary()["latest"]
     )
+
+
+def _base_year(year: int, latest: dict[int, str]) -> int:
+    """``year`` when the stored data has a health index for it, else ``WrongYear``."""
+    if year in latest:
+        return year
+    raise _wrong_year(f"{year} is not a base year with a health index", latest)
+
+
+def _wrong_year(problem: str, latest: dict[int, str]) -> WrongYear:
+    valid = sorted(latest)
+    if not valid:
+        return WrongYear(f"{problem}; no health index is stored yet.", valid_base_years=valid)
+    return WrongYear(f"{problem}; use one of {', '.join(map(str, valid))}.", valid_base_years=valid)
 
 
 def _stamp(body: dict[str, Any], state: Freshness) -> dict[str, Any]:
@@ -515,14 +566,15 @@ def _stamp(body: dict[str, Any], state: Freshness) -> dict[str, Any]:
 
 def current(*, base_year: str | None) -> dict[str, Any]:
     """The latest month with a health index: every base year's value, or one base year's."""
-    state, summary = _read_state()
+    wanted = None if base_year is None else _written_year(base_year)
+    state, summary = _read_state(base_year=wanted)
     latest = summary["latest"]
-    if base_year is None:
+    if wanted is None:
         if not latest:
             raise IndexNotPublished("No health index is stored.")
         month = max(latest.values())
         return _stamp({"month": month, "indices": summary["months"][month]}, state)
-    year = _base_year(base_year, latest)
+    year = _base_year(wanted, latest)
     month = latest[year]
     for value in summary["months"][month]:
         if value["base_year"] == year:
@@ -534,9 +586,9 @@ def current(*, base_year: str | None) -> dict[str, Any]:
 def month_values(*, month: str, base_year: str | None) -> dict[str, Any]:
     """One month's health index: every base year's value, or one base year's."""
     month = normalise_month(month)
-    state, summary = _read_state()
-    latest = summary["latest"]
-    year = None if base_year is None else _base_year(base_year, latest)
+    wanted = None if base_year is None else _written_year(base_year)
+    state, summary = _read_state(base_year=wanted)
+    year = None if wanted is None else _base_year(wanted, summary["latest"])
     values = _values_of(summary, month)
     if year is not None:
         values = [row for row in values if row["base_year"] == year]
@@ -552,8 +604,9 @@ def history(
     *, base_year: str, start: str | None, end: str | None, page: int, page_size: int
 ) -> dict[str, Any]:
     """A base year's monthly series, oldest first, one page at a time."""
-    state, summary = _read_state()
-    year = _base_year(base_year, summary["latest"])
+    wanted = _written_year(base_year)
+    state, summary = _read_state(base_year=wanted)
+    year = _base_year(wanted, summary["latest"])
     first = start or "0001-01"
     last = end or "9999-12"
     if (page - 1) * page_size > MAX_OFFSET:
@@ -588,8 +641,9 @@ def indexation(
     *, amount: Decimal, base_year: int, start_month: str, target_month: str
 ) -> dict[str, Any]:
     """Belgian rent indexation: ``amount x index(target) / index(start)``, to the cent."""
-    _, summary = _read_state()
-    year = _base_year(base_year, summary["latest"])
+    wanted = _written_year(base_year)
+    _, summary = _read_state(base_year=wanted)
+    year = _base_year(wanted, summary["latest"])
     start_index = _index(summary, year, start_month)
     target_index = _index(summary, year, target_month)
     indexed = (amount * target_index / start_index).quantize(CENT, rounding=ROUND_HALF_UP)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -38,6 +39,12 @@ CENT = Decimal("0.01")
 YEARS = range(1900, 2201)
 MAX_HEALTH = Decimal(100_000)
 MAX_CPI = Decimal(10_000_000)  # the 1914 base reaches five digits; the column holds eight
+# ASCII only: str.isdigit() takes "²" (which int() refuses), and int() and Decimal() take other
+# scripts' digits (fullwidth, Arabic-Indic) and underscores ("2_020"), which no genuine file or
+# header holds. At most 18 digits: int() refuses a text of thousands (a ValueError), and no year
+# or length this code reads has more.
+_INTEGER = re.compile(r"[0-9]{1,18}")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 class StatbelError(Exception):
@@ -70,8 +77,9 @@ def download(*, url: str, timeout: float, max_bytes: int) -> bytes:
         ) as response:
             if response.status_code != 200:
                 raise StatbelError(f"{url} answered HTTP {response.status_code}")
+            # A malformed length announces nothing; the body is bounded as it is read anyway.
             declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
+            if _INTEGER.fullmatch(declared) and int(declared) > max_bytes:
                 raise StatbelError(f"{url} announces {declared} bytes, more than {max_bytes}")
             body = bytearray()
             for chunk in response.iter_content(chunk_size=64 * 1024):
@@ -169,16 +177,17 @@ def _column_positions(header: list[str]) -> dict[str, int]:
 
 
 def _integer(text: str, *, line: int, column: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise StatbelError(f"line {line}: the {column} {text[:40]!r} is not an integer") from None
+    if not _INTEGER.fullmatch(text):
+        raise StatbelError(f"line {line}: the {column} {text[:40]!r} is not an integer")
+    return int(text)
 
 
 def _number(text: str, *, line: int, column: str) -> Decimal | None:
     cleaned = text.rstrip("%").strip().replace(",", ".")
     if cleaned in MISSING:
         return None
+    if not _DECIMAL.fullmatch(cleaned):
+        raise StatbelError(f"line {line}: the {column} {text[:40]!r} is not a number")
     try:
         value = Decimal(cleaned)
     except InvalidOperation:
