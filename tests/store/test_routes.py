@@ -465,6 +465,43 @@ def test_a_control_character_in_the_path_is_422(client, auth_headers):
     assert response.status_code == 422
 
 
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+@pytest.mark.parametrize("encoded", ["%FF", "%C0%AF", "a%E9b", "%ED%A0%80"])
+def test_a_path_that_is_not_percent_encoded_utf8_is_422_and_touches_no_key(
+    save, get, client, auth_headers, method, encoded
+):
+    # Werkzeug decodes invalid UTF-8 as U+FFFD: without the check these name existing keys.
+    keys = ["\ufffd", "\ufffd\ufffd", "a\ufffdb", "\ufffd\ufffd\ufffd"]
+    for key in keys:
+        save(key, "precious")
+    path = {"GET": "/get/", "DELETE": "/delete/"}[method] + encoded
+    response = client.open(path, method=method, headers=auth_headers)
+    assert response.status_code == 422
+    assert response.get_json()["code"] == "VALIDATION_ERROR"
+    assert response.get_json()["errors"]["path"]["key"] == [
+        "The key in the path is not UTF-8 once percent-decoded."
+    ]
+    for key in keys:
+        assert get(key).get_json()["value"] == "precious"
+
+
+def test_path_info_bytes_that_are_not_utf8_are_422(save, get, client, auth_headers):
+    # As gunicorn passes the path (PEP 3333: one character per byte); the test client's own
+    # PATH_INFO has already replaced invalid bytes with U+FFFD.
+    save("\ufffd", "precious")
+    response = client.delete(
+        "/delete/x", headers=auth_headers, environ_overrides={"PATH_INFO": "/delete/\xff"}
+    )
+    assert response.status_code == 422
+    assert get("\ufffd").status_code == 200
+
+
+def test_a_key_holding_u_fffd_is_reached_by_its_utf8_encoding(save, get, delete):
+    save("\ufffd", "replacement character")
+    assert get("\ufffd").get_json()["key"] == "\ufffd"  # sent as %EF%BF%BD
+    assert delete("\ufffd").status_code == 204
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [("post", "/save"), ("get", "/get/k"), ("delete", "/delete/k"), ("get", "/keys")],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from flask import Response, g, request, url_for
 from flask.views import MethodView
@@ -93,8 +94,29 @@ def _if_match() -> services.IfMatch:
     return frozenset(version for version in versions if version <= _MAX_VERSION)
 
 
+def _path_is_utf8() -> bool:
+    """Whether the request's path, as the client sent it, is percent-encoded UTF-8.
+
+    Werkzeug decodes the path with errors="replace": %FF, %C0%AF and %EF%BF%BD would all name
+    keys made of U+FFFD, so a DELETE could remove a key the client never named. PATH_INFO holds
+    the path's bytes, one character each (PEP 3333), as gunicorn sets it; Werkzeug's own server
+    and test client have already replaced the bytes there, so the raw request URI that they and
+    gunicorn add (RAW_URI, REQUEST_URI) is checked as well.
+    """
+    environ = request.environ
+    raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
+    try:
+        environ.get("PATH_INFO", "").encode("latin-1").decode()
+        unquote_to_bytes(raw_uri.partition("?")[0].encode("latin-1")).decode()
+    except UnicodeError:
+        return False
+    return True
+
+
 def _checked_key(key: str) -> str:
     problem = key_problem(key)
+    if not _path_is_utf8():
+        problem = "The key in the path is not UTF-8 once percent-decoded."
     if problem:
         abort(422, messages={"path": {"key": [problem]}})
     return key

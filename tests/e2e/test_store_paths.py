@@ -1,0 +1,27 @@
+"""Keys in the path over real HTTP: what gunicorn hands the app is not what the test client does."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import TEST_KEY
+
+pytestmark = pytest.mark.e2e
+
+KEY = {"X-API-Key": TEST_KEY}
+
+
+def test_a_path_that_is_not_utf8_reaches_no_key(serve):
+    server = serve()
+    saved = server.request(
+        "POST", "/save", json={"key": "\ufffd", "value": "precious"}, headers=KEY
+    )
+    assert saved.status_code == 201
+    for method, path in [("DELETE", "/delete/%FF"), ("GET", "/get/%FF"), ("GET", "/get/%C0%AF")]:
+        response = server.request(method, path, headers=KEY)
+        assert response.status_code == 422, (method, path)
+        assert response.headers["Content-Type"] == "application/problem+json"
+        assert response.json()["code"] == "VALIDATION_ERROR"
+    # The key itself, sent as UTF-8, is still there.
+    assert server.get("/get/%EF%BF%BD", headers=KEY).json()["value"] == "precious"
+    assert server.request("DELETE", "/delete/%EF%BF%BD", headers=KEY).status_code == 204
