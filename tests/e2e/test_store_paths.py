@@ -25,3 +25,14 @@ def test_a_path_that_is_not_utf8_reaches_no_key(serve):
     # The key itself, sent as UTF-8, is still there.
     assert server.get("/get/%EF%BF%BD", headers=KEY).json()["value"] == "precious"
     assert server.request("DELETE", "/delete/%EF%BF%BD", headers=KEY).status_code == 204
+
+
+def test_a_newline_in_a_key_path_is_422_like_any_control_character(serve):
+    server = serve()
+    for path in ["/get/a%0Ab", "/delete/a%0Db", "/get/a%0A"]:
+        method = "GET" if path.startswith("/get/") else "DELETE"
+        response = server.request(method, path, headers=KEY)
+        assert response.status_code == 422, path
+        assert response.json()["errors"]["path"]["key"] == [
+            "A key cannot contain control characters."
+        ]

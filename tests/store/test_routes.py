@@ -460,9 +460,18 @@ def test_a_key_longer_than_256_characters_in_the_path_is_422(client, auth_header
     assert "key" in response.get_json()["errors"]["path"]
 
 
-def test_a_control_character_in_the_path_is_422(client, auth_headers):
-    response = client.get("/get/a%01b", headers=auth_headers)
+@pytest.mark.parametrize("path", ["/get/", "/delete/"])
+@pytest.mark.parametrize(
+    "encoded", ["a%01b", "a%09b", "a%00b", "a%0Ab", "a%0Db", "%0A", "a%0A", "a%7F"]
+)
+def test_a_control_character_in_the_path_is_422(client, auth_headers, path, encoded):
+    response = client.open(
+        path + encoded, method="GET" if path == "/get/" else "DELETE", headers=auth_headers
+    )
     assert response.status_code == 422
+    assert response.get_json()["errors"]["path"]["key"] == [
+        "A key cannot contain control characters."
+    ]
 
 
 @pytest.mark.parametrize("method", ["GET", "DELETE"])

@@ -36,7 +36,8 @@ blp.cli.add_command(cli.import_command)
 class KeyConverter(PathConverter):
     """Like ``path``, but a key may also start with ``/`` (``/get//a`` is the key ``/a``)."""
 
-    regex = ".+"
+    # DOTALL: a key with a newline reaches the view and its 422, not a 404 "no such route".
+    regex = "(?s:.+)"
     part_isolating = False
 
 
