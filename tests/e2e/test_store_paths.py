@@ -36,3 +36,16 @@ def test_a_newline_in_a_key_path_is_422_like_any_control_character(serve):
         assert response.json()["errors"]["path"]["key"] == [
             "A key cannot contain control characters."
         ]
+
+
+def test_location_of_a_key_with_dot_segments_leads_back_to_it(serve):
+    # requests removes dot segments and sends %2E as "."; curl and many proxies remove them too.
+    server = serve()
+    server.request("POST", "/save", json={"key": "y", "value": "another key"}, headers=KEY)
+    for key in ["x/../y", ".."]:
+        saved = server.request("POST", "/save", json={"key": key, "value": key}, headers=KEY)
+        location = saved.headers["Location"]
+        assert server.get(location, headers=KEY).json()["key"] == key
+        assert server.request("DELETE", location.replace("/get/", "/delete/", 1), headers=KEY).ok
+        assert server.get(location, headers=KEY).status_code == 404
+    assert server.get("/get/y", headers=KEY).json()["value"] == "another key"

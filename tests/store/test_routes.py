@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
 
@@ -130,6 +130,35 @@ def test_keys_with_any_printable_character_round_trip(save, get, delete, client,
     assert client.get("/keys", headers=auth_headers).get_json()["items"][0]["key"] == key
     assert delete(key).status_code == 204
     assert get(key).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("key", "location"),
+    [
+        ("x/../y", "/get/x%2F..%2Fy"),
+        ("a/b/..", "/get/a%2Fb%2F.."),
+        ("./z", "/get/.%2Fz"),
+        ("t/.", "/get/t%2F."),
+        ("/..", "/get/%2F.."),
+        ("..", "/get/%2E%2E"),
+        (".", "/get/%2E"),
+        # No dot segment: the key as it is, slashes included.
+        ("a/b/c", "/get/a/b/c"),
+        ("...", "/get/..."),
+        (".hidden/x.y", "/get/.hidden/x.y"),
+        ("a..b/..c", "/get/a..b/..c"),
+    ],
+)
+def test_location_survives_removal_of_dot_segments(save, client, auth_headers, key, location):
+    # The keys that /get/x/../y and /get/a/b/.. would resolve to.
+    save("y", "another key")
+    save("a/", "another key")
+    saved = save(key, "this key")
+    assert saved.headers["Location"] == location
+    # As a client following it resolves it (RFC 3986, section 5.2): nothing to remove.
+    resolved = urlsplit(urljoin("http://localhost/save", location)).path
+    assert resolved == location
+    assert client.get(resolved, headers=auth_headers).get_json()["key"] == key
 
 
 def test_keys_are_case_sensitive(save, get):

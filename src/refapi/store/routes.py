@@ -33,12 +33,31 @@ blp.cli.add_command(cli.export_command)
 blp.cli.add_command(cli.import_command)
 
 
+_DOT_SEGMENTS = frozenset({".", ".."})
+
+
 class KeyConverter(PathConverter):
     """Like ``path``, but a key may also start with ``/`` (``/get//a`` is the key ``/a``)."""
 
     # DOTALL: a key with a newline reaches the view and its 422, not a 404 "no such route".
     regex = "(?s:.+)"
     part_isolating = False
+
+    def to_url(self, value: str) -> str:
+        """The key in a URL (``Location``) that URL normalisation cannot turn into another key.
+
+        Clients, proxies and RFC 3986 resolution remove dot segments: ``/get/x/../y`` becomes
+        ``/get/y``, and so does ``/get/x/%2E%2E/y`` for those that decode unreserved characters
+        first (requests, WHATWG URL parsers). A key with such a segment is sent with its ``/``
+        as ``%2F``, which no normalisation decodes: one segment, never a dot segment. Only the
+        keys ``.`` and ``..`` remain, as ``%2E`` and ``%2E%2E``; a client that resolves those
+        reaches ``/get/`` or ``/``, which name no key.
+        """
+        url = super().to_url(value)
+        if _DOT_SEGMENTS.isdisjoint(value.split("/")):
+            return url
+        url = url.replace("/", "%2F")
+        return url.replace(".", "%2E") if url in _DOT_SEGMENTS else url
 
 
 # Registered before the routes that use it: deferred blueprint functions run in order.
@@ -63,7 +82,10 @@ _KEY_PARAMETER = {
     "name": "key",
     "required": True,
     "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": KEY_PATTERN},
-    "description": "The key, percent-encoded: " + KEY_RULES,
+    "description": "The key, percent-encoded: "
+    + KEY_RULES
+    + " In a key with a `.` or `..` segment, send `/` as `%2F` (as `Location` does): clients"
+    " and proxies remove dot segments from paths.",
 }
 _IF_MATCH = {
     "in": "header",
