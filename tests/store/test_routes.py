@@ -277,20 +277,35 @@ def test_save_if_match_on_a_missing_key_is_412_with_no_current_version(save, get
     assert get("k").status_code == 404
 
 
-@pytest.mark.parametrize("if_match", ['"9", "1"', '"1"', "1"])
-def test_save_if_match_accepts_a_list_and_an_unquoted_version(save, if_match):
+@pytest.mark.parametrize("if_match", ['"9", "1"', '"1"', '"9" ,"1",', ' "1" '])
+def test_save_if_match_accepts_a_list(save, if_match):
     save("k", 1)
     assert save("k", 2, headers={"If-Match": if_match}).status_code == 200
 
 
+# Strong comparison compares the tags as strings: "0001" is not "1", even as a number it is.
 @pytest.mark.parametrize(
-    "if_match", ['W/"1"', '"one"', '"01x"', '""', '"2147483648"', '"9999999999"']
+    "if_match",
+    ['W/"1"', '"0001"', '"01"', '"one"', '"01x"', '"+1"', '""', "", '"2147483648"', '"9999999999"'],
 )
-def test_save_if_match_with_a_weak_or_odd_tag_never_matches(save, if_match):
+def test_save_if_match_with_a_weak_or_odd_tag_never_matches(save, get, if_match):
     save("k", 1)
     response = save("k", 2, headers={"If-Match": if_match})
     assert response.status_code == 412
+    assert response.get_json()["code"] == "VERSION_MISMATCH"
     assert response.get_json()["current_version"] == 1
+    assert get("k").get_json()["value"] == 1
+
+
+# Not entity-tags: read as matching nothing, "1" would be 412 at version 1, and a client
+# retrying with the version it was told would never succeed.
+@pytest.mark.parametrize("if_match", ["1", '"1", 2', 'w/"1"', '" 1"', '"1', '"1", *', "**"])
+def test_save_with_a_malformed_if_match_is_400_and_writes_nothing(save, get, if_match):
+    save("k", 1)
+    response = save("k", 2, headers={"If-Match": if_match})
+    assert response.status_code == 400
+    assert response.get_json()["code"] == "INVALID_PRECONDITION"
+    assert get("k").get_json()["value"] == 1
 
 
 def test_save_if_match_star_updates_an_existing_key_only(save):
@@ -357,6 +372,24 @@ def test_delete_if_match_with_another_version_is_412_and_keeps_the_key(save, get
     assert response.status_code == 412
     assert response.get_json()["code"] == "VERSION_MISMATCH"
     assert response.get_json()["current_version"] == 2
+    assert get("k").status_code == 200
+
+
+@pytest.mark.parametrize("if_match", ['"02"', 'W/"2"'])
+def test_delete_if_match_compares_tags_exactly(save, get, delete, if_match):
+    save("k", 1)
+    save("k", 2)
+    response = delete("k", headers={"If-Match": if_match})
+    assert response.status_code == 412
+    assert response.get_json()["current_version"] == 2
+    assert get("k").status_code == 200
+
+
+def test_delete_with_an_unquoted_if_match_is_400_and_keeps_the_key(save, get, delete):
+    save("k", 1)
+    response = delete("k", headers={"If-Match": "1"})
+    assert response.status_code == 400
+    assert response.get_json()["code"] == "INVALID_PRECONDITION"
     assert get("k").status_code == 200
 
 

@@ -11,7 +11,7 @@ from flask import Response, g, request, url_for
 from flask.views import MethodView
 from webargs.flaskparser import abort
 from werkzeug.datastructures import ETags
-from werkzeug.http import quote_etag
+from werkzeug.http import parse_etags, quote_etag
 from werkzeug.routing import PathConverter
 
 from refapi.api import Blueprint
@@ -66,7 +66,12 @@ blp.record_once(lambda state: state.app.url_map.converters.setdefault("store_key
 # Keys may contain "//", which Werkzeug would otherwise merge (and redirect) away.
 _KEY_ROUTE = {"merge_slashes": False}
 
-_VERSION_TAG = re.compile(r"[0-9]{1,10}")
+# The tags of our versions: decimal, without leading zeros, so that comparing tags as versions
+# is RFC 9110's strong comparison of strings ("01" is not "1").
+_VERSION_TAG = re.compile(r"[1-9][0-9]{0,9}")
+# RFC 9110, section 13.1.1: If-Match = "*" / #entity-tag; an entity-tag is quoted, W/ is weak.
+_ENTITY_TAG = r'(?:W/)?"[\x21\x23-\x7e\x80-\xff]*"'
+_ENTITY_TAGS = re.compile(rf"(?:{_ENTITY_TAG})?(?:[ \t]*,[ \t]*(?:{_ENTITY_TAG})?)*")
 # Versions are 32-bit integers in the database: a larger tag matches no version there.
 _MAX_VERSION = 2**31 - 1
 _NO_STORE_IN_SHARED_CACHES = "private, no-cache"
@@ -92,7 +97,9 @@ _IF_MATCH = {
     "name": "If-Match",
     "required": False,
     "schema": {"type": "string"},
-    "description": 'Act only if the stored version is this one: `"3"` (or `*`: any version).',
+    "description": 'Act only if the stored version is this one: `"3"` (or `*`: any version). '
+    'A list `"3", "4"` names any of them. Tags compare exactly (RFC 9110 strong comparison): '
+    '`"03"` and `W/"3"` match no version. A value that is not `*` or quoted tags is 400.',
 }
 _CONFLICT = {
     "schema": VersionConflictSchema,
@@ -107,12 +114,23 @@ def _documented(status: int) -> str:
 
 
 def _if_match() -> services.IfMatch:
-    """The versions If-Match accepts; None without the header. Weak or odd tags match nothing."""
-    if "If-Match" not in request.headers:
+    """The versions If-Match accepts; None without the header. Weak or odd tags match nothing.
+
+    A value that is neither ``*`` nor a list of entity-tags (``2``, ``"1", *``) is 400: read as
+    matching nothing, it would answer 412 with the very version the client meant to send.
+    """
+    value = request.headers.get("If-Match")
+    if value is None:
         return None
-    tags: ETags = request.if_match
+    value = value.strip(" \t")
+    if value != "*" and not _ENTITY_TAGS.fullmatch(value):
+        raise InvalidPrecondition(
+            'If-Match is * or entity-tags in double quotes: "3", or a list "3", "4".'
+        )
+    tags: ETags = parse_etags(value)
     if tags.star_tag:
         return services.ANY_VERSION
+    # parse_etags reads the empty tag "" as None.
     versions = (int(tag) for tag in tags.as_set() if tag and _VERSION_TAG.fullmatch(tag))
     return frozenset(version for version in versions if version <= _MAX_VERSION)
 
@@ -154,7 +172,11 @@ class SavedValue(MethodView):
     @blp.arguments(EntryIn)
     @blp.response(200, EntrySchema, description="The value replaced one.", headers=_ETAG_HEADER)
     @blp.alt_response(201, schema=EntrySchema, description="The key was created.")
-    @blp.alt_response(400, response=_documented(400), description="If-None-Match other than `*`.")
+    @blp.alt_response(
+        400,
+        response=_documented(400),
+        description="`INVALID_PRECONDITION`: If-None-Match other than `*`, or If-Match malformed.",
+    )
     @blp.alt_response(
         412,
         description="`VERSION_MISMATCH` (If-Match) or `ALREADY_EXISTS` (If-None-Match: *); "
@@ -232,7 +254,11 @@ class StoredValue(MethodView):
 @blp.route("/delete/<store_key:key>", **_KEY_ROUTE)
 class DeletedValue(MethodView):
     @blp.response(204, description="The key and its value are gone.")
-    @blp.alt_response(400, response=_documented(400), description="If-None-Match was sent.")
+    @blp.alt_response(
+        400,
+        response=_documented(400),
+        description="`INVALID_PRECONDITION`: If-None-Match was sent, or If-Match is malformed.",
+    )
     @blp.alt_response(404, response=_documented(404), description="`KEY_NOT_FOUND`.")
     @blp.alt_response(
         412, description="`VERSION_MISMATCH`: If-Match names another version.", **_CONFLICT
