@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
 
@@ -132,6 +132,35 @@ def test_keys_with_any_printable_character_round_trip(save, get, delete, client,
     assert get(key).status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("key", "location"),
+    [
+        ("x/../y", "/get/x%2F..%2Fy"),
+        ("a/b/..", "/get/a%2Fb%2F.."),
+        ("./z", "/get/.%2Fz"),
+        ("t/.", "/get/t%2F."),
+        ("/..", "/get/%2F.."),
+        ("..", "/get/%2E%2E"),
+        (".", "/get/%2E"),
+        # No dot segment: the key as it is, slashes included.
+        ("a/b/c", "/get/a/b/c"),
+        ("...", "/get/..."),
+        (".hidden/x.y", "/get/.hidden/x.y"),
+        ("a..b/..c", "/get/a..b/..c"),
+    ],
+)
+def test_location_survives_removal_of_dot_segments(save, client, auth_headers, key, location):
+    # The keys that /get/x/../y and /get/a/b/.. would resolve to.
+    save("y", "another key")
+    save("a/", "another key")
+    saved = save(key, "this key")
+    assert saved.headers["Location"] == location
+    # As a client following it resolves it (RFC 3986, section 5.2): nothing to remove.
+    resolved = urlsplit(urljoin("http://localhost/save", location)).path
+    assert resolved == location
+    assert client.get(resolved, headers=auth_headers).get_json()["key"] == key
+
+
 def test_keys_are_case_sensitive(save, get):
     save("Key", "upper")
     save("key", "lower")
@@ -248,20 +277,35 @@ def test_save_if_match_on_a_missing_key_is_412_with_no_current_version(save, get
     assert get("k").status_code == 404
 
 
-@pytest.mark.parametrize("if_match", ['"9", "1"', '"1"', "1"])
-def test_save_if_match_accepts_a_list_and_an_unquoted_version(save, if_match):
+@pytest.mark.parametrize("if_match", ['"9", "1"', '"1"', '"9" ,"1",', ' "1" '])
+def test_save_if_match_accepts_a_list(save, if_match):
     save("k", 1)
     assert save("k", 2, headers={"If-Match": if_match}).status_code == 200
 
 
+# Strong comparison compares the tags as strings: "0001" is not "1", even as a number it is.
 @pytest.mark.parametrize(
-    "if_match", ['W/"1"', '"one"', '"01x"', '""', '"2147483648"', '"9999999999"']
+    "if_match",
+    ['W/"1"', '"0001"', '"01"', '"one"', '"01x"', '"+1"', '""', "", '"2147483648"', '"9999999999"'],
 )
-def test_save_if_match_with_a_weak_or_odd_tag_never_matches(save, if_match):
+def test_save_if_match_with_a_weak_or_odd_tag_never_matches(save, get, if_match):
     save("k", 1)
     response = save("k", 2, headers={"If-Match": if_match})
     assert response.status_code == 412
+    assert response.get_json()["code"] == "VERSION_MISMATCH"
     assert response.get_json()["current_version"] == 1
+    assert get("k").get_json()["value"] == 1
+
+
+# Not entity-tags: read as matching nothing, "1" would be 412 at version 1, and a client
+# retrying with the version it was told would never succeed.
+@pytest.mark.parametrize("if_match", ["1", '"1", 2', 'w/"1"', '" 1"', '"1', '"1", *', "**"])
+def test_save_with_a_malformed_if_match_is_400_and_writes_nothing(save, get, if_match):
+    save("k", 1)
+    response = save("k", 2, headers={"If-Match": if_match})
+    assert response.status_code == 400
+    assert response.get_json()["code"] == "INVALID_PRECONDITION"
+    assert get("k").get_json()["value"] == 1
 
 
 def test_save_if_match_star_updates_an_existing_key_only(save):
@@ -328,6 +372,24 @@ def test_delete_if_match_with_another_version_is_412_and_keeps_the_key(save, get
     assert response.status_code == 412
     assert response.get_json()["code"] == "VERSION_MISMATCH"
     assert response.get_json()["current_version"] == 2
+    assert get("k").status_code == 200
+
+
+@pytest.mark.parametrize("if_match", ['"02"', 'W/"2"'])
+def test_delete_if_match_compares_tags_exactly(save, get, delete, if_match):
+    save("k", 1)
+    save("k", 2)
+    response = delete("k", headers={"If-Match": if_match})
+    assert response.status_code == 412
+    assert response.get_json()["current_version"] == 2
+    assert get("k").status_code == 200
+
+
+def test_delete_with_an_unquoted_if_match_is_400_and_keeps_the_key(save, get, delete):
+    save("k", 1)
+    response = delete("k", headers={"If-Match": "1"})
+    assert response.status_code == 400
+    assert response.get_json()["code"] == "INVALID_PRECONDITION"
     assert get("k").status_code == 200
 
 
@@ -460,9 +522,55 @@ def test_a_key_longer_than_256_characters_in_the_path_is_422(client, auth_header
     assert "key" in response.get_json()["errors"]["path"]
 
 
-def test_a_control_character_in_the_path_is_422(client, auth_headers):
-    response = client.get("/get/a%01b", headers=auth_headers)
+@pytest.mark.parametrize("path", ["/get/", "/delete/"])
+@pytest.mark.parametrize(
+    "encoded", ["a%01b", "a%09b", "a%00b", "a%0Ab", "a%0Db", "%0A", "a%0A", "a%7F"]
+)
+def test_a_control_character_in_the_path_is_422(client, auth_headers, path, encoded):
+    response = client.open(
+        path + encoded, method="GET" if path == "/get/" else "DELETE", headers=auth_headers
+    )
     assert response.status_code == 422
+    assert response.get_json()["errors"]["path"]["key"] == [
+        "A key cannot contain control characters."
+    ]
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+@pytest.mark.parametrize("encoded", ["%FF", "%C0%AF", "a%E9b", "%ED%A0%80"])
+def test_a_path_that_is_not_percent_encoded_utf8_is_422_and_touches_no_key(
+    save, get, client, auth_headers, method, encoded
+):
+    # Werkzeug decodes invalid UTF-8 as U+FFFD: without the check these name existing keys.
+    keys = ["\ufffd", "\ufffd\ufffd", "a\ufffdb", "\ufffd\ufffd\ufffd"]
+    for key in keys:
+        save(key, "precious")
+    path = {"GET": "/get/", "DELETE": "/delete/"}[method] + encoded
+    response = client.open(path, method=method, headers=auth_headers)
+    assert response.status_code == 422
+    assert response.get_json()["code"] == "VALIDATION_ERROR"
+    assert response.get_json()["errors"]["path"]["key"] == [
+        "The key in the path is not UTF-8 once percent-decoded."
+    ]
+    for key in keys:
+        assert get(key).get_json()["value"] == "precious"
+
+
+def test_path_info_bytes_that_are_not_utf8_are_422(save, get, client, auth_headers):
+    # As gunicorn passes the path (PEP 3333: one character per byte); the test client's own
+    # PATH_INFO has already replaced invalid bytes with U+FFFD.
+    save("\ufffd", "precious")
+    response = client.delete(
+        "/delete/x", headers=auth_headers, environ_overrides={"PATH_INFO": "/delete/\xff"}
+    )
+    assert response.status_code == 422
+    assert get("\ufffd").status_code == 200
+
+
+def test_a_key_holding_u_fffd_is_reached_by_its_utf8_encoding(save, get, delete):
+    save("\ufffd", "replacement character")
+    assert get("\ufffd").get_json()["key"] == "\ufffd"  # sent as %EF%BF%BD
+    assert delete("\ufffd").status_code == 204
 
 
 @pytest.mark.parametrize(

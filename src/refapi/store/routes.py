@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from flask import Response, g, request, url_for
 from flask.views import MethodView
 from webargs.flaskparser import abort
 from werkzeug.datastructures import ETags
-from werkzeug.http import quote_etag
+from werkzeug.http import parse_etags, quote_etag
 from werkzeug.routing import PathConverter
 
 from refapi.api import Blueprint
@@ -32,11 +33,31 @@ blp.cli.add_command(cli.export_command)
 blp.cli.add_command(cli.import_command)
 
 
+_DOT_SEGMENTS = frozenset({".", ".."})
+
+
 class KeyConverter(PathConverter):
     """Like ``path``, but a key may also start with ``/`` (``/get//a`` is the key ``/a``)."""
 
-    regex = ".+"
+    # DOTALL: a key with a newline reaches the view and its 422, not a 404 "no such route".
+    regex = "(?s:.+)"
     part_isolating = False
+
+    def to_url(self, value: str) -> str:
+        """The key in a URL (``Location``) that URL normalisation cannot turn into another key.
+
+        Clients, proxies and RFC 3986 resolution remove dot segments: ``/get/x/../y`` becomes
+        ``/get/y``, and so does ``/get/x/%2E%2E/y`` for those that decode unreserved characters
+        first (requests, WHATWG URL parsers). A key with such a segment is sent with its ``/``
+        as ``%2F``, which no normalisation decodes: one segment, never a dot segment. Only the
+        keys ``.`` and ``..`` remain, as ``%2E`` and ``%2E%2E``; a client that resolves those
+        reaches ``/get/`` or ``/``, which name no key.
+        """
+        url = super().to_url(value)
+        if _DOT_SEGMENTS.isdisjoint(value.split("/")):
+            return url
+        url = url.replace("/", "%2F")
+        return url.replace(".", "%2E") if url in _DOT_SEGMENTS else url
 
 
 # Registered before the routes that use it: deferred blueprint functions run in order.
@@ -45,7 +66,12 @@ blp.record_once(lambda state: state.app.url_map.converters.setdefault("store_key
 # Keys may contain "//", which Werkzeug would otherwise merge (and redirect) away.
 _KEY_ROUTE = {"merge_slashes": False}
 
-_VERSION_TAG = re.compile(r"[0-9]{1,10}")
+# The tags of our versions: decimal, without leading zeros, so that comparing tags as versions
+# is RFC 9110's strong comparison of strings ("01" is not "1").
+_VERSION_TAG = re.compile(r"[1-9][0-9]{0,9}")
+# RFC 9110, section 13.1.1: If-Match = "*" / #entity-tag; an entity-tag is quoted, W/ is weak.
+_ENTITY_TAG = r'(?:W/)?"[\x21\x23-\x7e\x80-\xff]*"'
+_ENTITY_TAGS = re.compile(rf"(?:{_ENTITY_TAG})?(?:[ \t]*,[ \t]*(?:{_ENTITY_TAG})?)*")
 # Versions are 32-bit integers in the database: a larger tag matches no version there.
 _MAX_VERSION = 2**31 - 1
 _NO_STORE_IN_SHARED_CACHES = "private, no-cache"
@@ -61,14 +87,19 @@ _KEY_PARAMETER = {
     "name": "key",
     "required": True,
     "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": KEY_PATTERN},
-    "description": "The key, percent-encoded: " + KEY_RULES,
+    "description": "The key, percent-encoded: "
+    + KEY_RULES
+    + " In a key with a `.` or `..` segment, send `/` as `%2F` (as `Location` does): clients"
+    " and proxies remove dot segments from paths.",
 }
 _IF_MATCH = {
     "in": "header",
     "name": "If-Match",
     "required": False,
     "schema": {"type": "string"},
-    "description": 'Act only if the stored version is this one: `"3"` (or `*`: any version).',
+    "description": 'Act only if the stored version is this one: `"3"` (or `*`: any version). '
+    'A list `"3", "4"` names any of them. Tags compare exactly (RFC 9110 strong comparison): '
+    '`"03"` and `W/"3"` match no version. A value that is not `*` or quoted tags is 400.',
 }
 _CONFLICT = {
     "schema": VersionConflictSchema,
@@ -83,18 +114,50 @@ def _documented(status: int) -> str:
 
 
 def _if_match() -> services.IfMatch:
-    """The versions If-Match accepts; None without the header. Weak or odd tags match nothing."""
-    if "If-Match" not in request.headers:
+    """The versions If-Match accepts; None without the header. Weak or odd tags match nothing.
+
+    A value that is neither ``*`` nor a list of entity-tags (``2``, ``"1", *``) is 400: read as
+    matching nothing, it would answer 412 with the very version the client meant to send.
+    """
+    value = request.headers.get("If-Match")
+    if value is None:
         return None
-    tags: ETags = request.if_match
+    value = value.strip(" \t")
+    if value != "*" and not _ENTITY_TAGS.fullmatch(value):
+        raise InvalidPrecondition(
+            'If-Match is * or entity-tags in double quotes: "3", or a list "3", "4".'
+        )
+    tags: ETags = parse_etags(value)
     if tags.star_tag:
         return services.ANY_VERSION
+    # parse_etags reads the empty tag "" as None.
     versions = (int(tag) for tag in tags.as_set() if tag and _VERSION_TAG.fullmatch(tag))
     return frozenset(version for version in versions if version <= _MAX_VERSION)
 
 
+def _path_is_utf8() -> bool:
+    """Whether the request's path, as the client sent it, is percent-encoded UTF-8.
+
+    Werkzeug decodes the path with errors="replace": %FF, %C0%AF and %EF%BF%BD would all name
+    keys made of U+FFFD, so a DELETE could remove a key the client never named. PATH_INFO holds
+    the path's bytes, one character each (PEP 3333), as gunicorn sets it; Werkzeug's own server
+    and test client have already replaced the bytes there, so the raw request URI that they and
+    gunicorn add (RAW_URI, REQUEST_URI) is checked as well.
+    """
+    environ = request.environ
+    raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
+    try:
+        environ.get("PATH_INFO", "").encode("latin-1").decode()
+        unquote_to_bytes(raw_uri.partition("?")[0].encode("latin-1")).decode()
+    except UnicodeError:
+        return False
+    return True
+
+
 def _checked_key(key: str) -> str:
     problem = key_problem(key)
+    if not _path_is_utf8():
+        problem = "The key in the path is not UTF-8 once percent-decoded."
     if problem:
         abort(422, messages={"path": {"key": [problem]}})
     return key
@@ -109,7 +172,11 @@ class SavedValue(MethodView):
     @blp.arguments(EntryIn)
     @blp.response(200, EntrySchema, description="The value replaced one.", headers=_ETAG_HEADER)
     @blp.alt_response(201, schema=EntrySchema, description="The key was created.")
-    @blp.alt_response(400, response=_documented(400), description="If-None-Match other than `*`.")
+    @blp.alt_response(
+        400,
+        response=_documented(400),
+        description="`INVALID_PRECONDITION`: If-None-Match other than `*`, or If-Match malformed.",
+    )
     @blp.alt_response(
         412,
         description="`VERSION_MISMATCH` (If-Match) or `ALREADY_EXISTS` (If-None-Match: *); "
@@ -187,7 +254,11 @@ class StoredValue(MethodView):
 @blp.route("/delete/<store_key:key>", **_KEY_ROUTE)
 class DeletedValue(MethodView):
     @blp.response(204, description="The key and its value are gone.")
-    @blp.alt_response(400, response=_documented(400), description="If-None-Match was sent.")
+    @blp.alt_response(
+        400,
+        response=_documented(400),
+        description="`INVALID_PRECONDITION`: If-None-Match was sent, or If-Match is malformed.",
+    )
     @blp.alt_response(404, response=_documented(404), description="`KEY_NOT_FOUND`.")
     @blp.alt_response(
         412, description="`VERSION_MISMATCH`: If-Match names another version.", **_CONFLICT
