@@ -22,6 +22,7 @@ from typing import Any, TypeVar, cast
 
 import flask
 import flask_smorest
+import sqlalchemy as sa
 from flask_smorest.utils import prepare_response
 from webargs.flaskparser import FlaskParser, is_json_request
 
@@ -185,6 +186,8 @@ class Api(flask_smorest.Api):
         super().init_app(app, *args, **kwargs)
         self._register_security()
         app.register_error_handler(errors.ApiError, errors.handle_api_error)
+        for database_error in (sa.exc.DBAPIError, sa.exc.TimeoutError):
+            app.register_error_handler(database_error, errors.handle_database_error)
 
     def handle_http_exception(self, error: Any) -> flask.Response:
         return errors.handle_http_exception(error)
