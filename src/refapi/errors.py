@@ -154,8 +154,9 @@ def handle_http_exception(error: HTTPException) -> Response:
     extra: dict[str, Any] = {}
     data = getattr(error, "data", None) or {}
     messages = data.get("messages")
-    if status == 400 and isinstance(getattr(error, "exc", None), ValueError):
-        # webargs found a body it could not decode as JSON.
+    if status == 400 and isinstance(getattr(error, "exc", None), (ValueError, RecursionError)):
+        # webargs (or refapi.api.JsonOnlyParser, saying why in ``message``) could not load the
+        # body as JSON.
         code = "MALFORMED_JSON"
         detail = "The request body is not valid JSON."
     elif messages:
