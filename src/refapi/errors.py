@@ -83,6 +83,12 @@ class Unauthorized(ApiError):
     title = "Unauthorized"
 
 
+class BadRequest(ApiError):
+    status = 400
+    code = "BAD_REQUEST"
+    title = "Bad Request"
+
+
 class UnsupportedMediaType(ApiError):
     status = 415
     code = "UNSUPPORTED_MEDIA_TYPE"
