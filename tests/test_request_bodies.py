@@ -53,3 +53,38 @@ def test_a_body_whose_chunked_encoding_is_malformed_is_400(client, auth_headers)
     assert response.mimetype == "application/problem+json"
     assert response.get_json()["code"] == "BAD_REQUEST"
     assert "chunked encoding" in response.get_json()["detail"]
+
+
+def test_a_body_over_the_limit_is_413_though_it_parses_when_cut_at_the_limit(client, auth_headers):
+    body = padded({"key": "cut", "value": "ok"}, LIMIT) + b"garbage"
+    response = post_server_ended(client, auth_headers, io.BytesIO(body))
+    assert response.status_code == 413
+    assert response.get_json()["code"] == "PAYLOAD_TOO_LARGE"
+    assert response.get_json()["max_bytes"] == LIMIT
+    assert client.get("/get/cut", headers=auth_headers).status_code == 404
+
+
+def test_a_valid_body_one_byte_over_the_limit_is_413(client, auth_headers):
+    body = padded({"key": "k", "value": "ok"}, LIMIT + 1)
+    response = post_server_ended(client, auth_headers, io.BytesIO(body))
+    assert response.status_code == 413
+
+
+def test_a_body_of_exactly_the_limit_is_read_whole(client, auth_headers):
+    body = padded({"key": "at", "value": "ok"}, LIMIT)
+    response = post_server_ended(client, auth_headers, io.BytesIO(body))
+    assert response.status_code == 201
+    assert client.get("/get/at", headers=auth_headers).get_json()["value"] == "ok"
+
+
+def test_a_content_length_over_the_limit_is_413_stating_the_limit(client, auth_headers):
+    response = client.post(
+        "/save",
+        data=padded({"key": "k", "value": 1}, LIMIT + 1),
+        headers=auth_headers,
+        content_type="application/json",
+    )
+    assert response.status_code == 413
+    body = response.get_json()
+    assert body["max_bytes"] == LIMIT
+    assert str(LIMIT) in body["detail"]

@@ -18,6 +18,7 @@ from flask import Blueprint, Flask, Request, Response, g, request
 from gunicorn.http.errors import ParseException
 from sqlalchemy.engine import make_url
 from swagger_ui_bundle import swagger_ui_path
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import LimitedStream
@@ -39,22 +40,29 @@ BLUEPRINTS = (health_blp, auth_blp, store_blp, zipcodes_blp, indices_blp)
 class _ServerEndedBody(LimitedStream):
     """A request body that the server ends itself (chunked), read up to ``max_length`` bytes.
 
-    Werkzeug's stream for it, except that the server's own error while decoding the body is the
-    client's malformed body, 400: gunicorn raises its ParseException (InvalidChunkSize...), not
-    the OSError or ValueError werkzeug turns into a 400, and that escaped as a 500.
+    Werkzeug's stream for it, with two differences. A body longer than ``max_length`` is 413:
+    werkzeug's stops reading at exactly the limit without an error, so a longer body was parsed
+    cut there (stored, if the cut was valid JSON); this one reads one byte past the limit to
+    know. And the server's own error while decoding the body is the client's malformed body,
+    400: gunicorn raises its ParseException (InvalidChunkSize...), not the OSError or ValueError
+    werkzeug turns into a 400, and that escaped as a 500.
     """
 
     def __init__(self, stream: IO[bytes], max_length: int) -> None:
-        super().__init__(stream, max_length, is_max=True)
+        super().__init__(stream, max_length + 1, is_max=True)
+        self.max_length = max_length
 
     def readinto(self, buffer: bytearray) -> int | None:  # type: ignore[override]
         try:
-            return super().readinto(buffer)
+            size = super().readinto(buffer)
         except ParseException as error:
             raise errors.BadRequest(
                 "The request body could not be read: its chunked encoding (chunk sizes, "
                 "extensions or trailers) is malformed."
             ) from error
+        if self.tell() > self.max_length:
+            raise RequestEntityTooLarge()
+        return size
 
 
 class _Request(Request):

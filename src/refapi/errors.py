@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import marshmallow as ma
 import sqlalchemy as sa
-from flask import Response, current_app, g
+from flask import Response, current_app, g, has_request_context, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 logger = logging.getLogger("refapi.errors")
@@ -160,6 +160,10 @@ def handle_http_exception(error: HTTPException) -> Response:
     extra: dict[str, Any] = {}
     data = getattr(error, "data", None) or {}
     messages = data.get("messages")
+    if status == 413 and has_request_context() and request.max_content_length is not None:
+        # As the store's VALUE_TOO_LARGE, the limit, for a client to split or shrink the body.
+        extra["max_bytes"] = request.max_content_length
+        detail = f"The request body is larger than the {extra['max_bytes']} bytes accepted."
     if status == 400 and isinstance(getattr(error, "exc", None), (ValueError, RecursionError)):
         # webargs (or refapi.api.JsonOnlyParser, saying why in ``message``) could not load the
         # body as JSON.
