@@ -70,7 +70,8 @@ def test_malformed_json_is_400(client, auth_headers):
         data=b'{"name": "x",',
         headers={**auth_headers, "Content-Type": "application/json"},
     )
-    assert_problem(response, 400, "MALFORMED_JSON")
+    body = assert_problem(response, 400, "MALFORMED_JSON")
+    assert body["detail"] == "The request body is not valid JSON."
 
 
 def test_undecodable_bytes_are_400(client, auth_headers):
@@ -80,6 +81,34 @@ def test_undecodable_bytes_are_400(client, auth_headers):
         headers={**auth_headers, "Content-Type": "application/json"},
     )
     assert_problem(response, 400, "MALFORMED_JSON")
+
+
+@pytest.fixture
+def roomy_client(app, client):
+    # The bodies below are valid JSON, and larger than the kilobyte the other tests allow.
+    app.config["MAX_CONTENT_LENGTH"] = 1 << 20
+    return client
+
+
+def test_an_integer_too_long_to_read_is_400_saying_so(roomy_client, auth_headers):
+    response = roomy_client.post(
+        "/echo-for-tests",
+        data='{"name": "x", "count": 1' + "0" * 5000 + "}",
+        headers={**auth_headers, "Content-Type": "application/json"},
+    )
+    body = assert_problem(response, 400, "MALFORMED_JSON")
+    assert body["detail"] == "The request body holds an integer longer than 4300 digits."
+
+
+def test_a_body_nested_too_deep_to_read_is_400_saying_so(roomy_client, auth_headers):
+    response = roomy_client.post(
+        "/echo-for-tests",
+        data='{"name": "x", "count": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        headers={**auth_headers, "Content-Type": "application/json"},
+    )
+    body = assert_problem(response, 400, "MALFORMED_JSON")
+    # Valid JSON: "not valid JSON" would send the client looking for a syntax error.
+    assert body["detail"] == "The request body nests arrays and objects too deeply."
 
 
 def test_invalid_and_unknown_fields_are_422_per_field(client, auth_headers):

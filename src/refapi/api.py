@@ -17,13 +17,15 @@ from __future__ import annotations
 import datetime
 import http
 import json
+import sys
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import flask
 import flask_smorest
+import sqlalchemy as sa
 from flask_smorest.utils import prepare_response
-from webargs.flaskparser import FlaskParser, is_json_request
+from webargs.flaskparser import FlaskParser, abort, is_json_request
 
 from refapi import errors
 
@@ -132,9 +134,22 @@ class JsonOnlyParser(FlaskParser):
             )
         try:
             return super()._raw_load_json(req)
+        except json.JSONDecodeError:
+            raise  # not JSON: webargs answers it
         except RecursionError as error:
-            # json.loads recurses once per nesting level: a pathologically deep body is malformed.
-            self._handle_invalid_json_error(json.JSONDecodeError(str(error), "", 0), req)
+            # json.loads recurses once per nesting level: valid JSON, perhaps, but not parsable.
+            self._unreadable_json(error, "The request body nests arrays and objects too deeply.")
+        except ValueError as error:
+            # Python refuses to convert an integer of more digits than this (CVE-2020-10735).
+            self._unreadable_json(
+                error,
+                "The request body holds an integer longer than "
+                f"{sys.get_int_max_str_digits()} digits.",
+            )
+
+    @staticmethod
+    def _unreadable_json(error: Exception, detail: str) -> NoReturn:
+        abort(400, exc=error, message=detail, messages={"json": [detail]})
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -185,6 +200,8 @@ class Api(flask_smorest.Api):
         super().init_app(app, *args, **kwargs)
         self._register_security()
         app.register_error_handler(errors.ApiError, errors.handle_api_error)
+        for database_error in (sa.exc.DBAPIError, sa.exc.TimeoutError):
+            app.register_error_handler(database_error, errors.handle_database_error)
 
     def handle_http_exception(self, error: Any) -> flask.Response:
         return errors.handle_http_exception(error)

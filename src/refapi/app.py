@@ -11,15 +11,19 @@ import sqlite3
 import sys
 import types
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import IO, Any, cast
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Flask, Request, Response, g, request
+from gunicorn.http.errors import ParseException
 from sqlalchemy.engine import make_url
 from swagger_ui_bundle import swagger_ui_path
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.utils import cached_property
+from werkzeug.wsgi import LimitedStream
 
-from refapi import auth, config
+from refapi import auth, config, errors
 from refapi.auth.routes import blp as auth_blp
 from refapi.cli import deploy
 from refapi.extensions import READS_BIND, api, cache, db, migrate
@@ -33,13 +37,56 @@ API_VERSION = "1.0"
 BLUEPRINTS = (health_blp, auth_blp, store_blp, zipcodes_blp, indices_blp)
 
 
+class _ServerEndedBody(LimitedStream):
+    """A request body that the server ends itself (chunked), read up to ``max_length`` bytes.
+
+    Werkzeug's stream for it, with two differences. A body longer than ``max_length`` is 413:
+    werkzeug's stops reading at exactly the limit without an error, so a longer body was parsed
+    cut there (stored, if the cut was valid JSON); this one reads one byte past the limit to
+    know. And the server's own error while decoding the body is the client's malformed body,
+    400: gunicorn raises its ParseException (InvalidChunkSize...), not the OSError or ValueError
+    werkzeug turns into a 400, and that escaped as a 500.
+    """
+
+    def __init__(self, stream: IO[bytes], max_length: int) -> None:
+        super().__init__(stream, max_length + 1, is_max=True)
+        self.max_length = max_length
+
+    def readinto(self, buffer: bytearray) -> int | None:  # type: ignore[override]
+        try:
+            size = super().readinto(buffer)
+        except ParseException as error:
+            raise errors.BadRequest(
+                "The request body could not be read: its chunked encoding (chunk sizes, "
+                "extensions or trailers) is malformed."
+            ) from error
+        if self.tell() > self.max_length:
+            raise RequestEntityTooLarge()
+        return size
+
+
+class _Request(Request):
+    @cached_property
+    def stream(self) -> IO[bytes]:
+        # Werkzeug's checks first (a Content-Length over the limit is 413 before any read).
+        stream = super().stream
+        limit = self.max_content_length
+        if limit is None or "wsgi.input_terminated" not in self.environ:
+            return stream
+        return cast(IO[bytes], _ServerEndedBody(self.input_stream, limit))
+
+
 class _Flask(Flask):
     """Flask, checking whether a hook or view is a coroutine function once rather than per call.
 
     Flask asks ``ensure_sync`` for every hook, view and teardown function of every request (eight
     times for ``/ping``), and ``inspect.iscoroutinefunction`` was a tenth of the app's own time
     there (issue 8's profile). The answer for a function never changes.
+
+    And its requests read a body the server ends (chunked) as ``_ServerEndedBody`` says.
     """
+
+    request_class = _Request
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

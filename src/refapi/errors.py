@@ -4,19 +4,25 @@ Every error the service answers, from a failed validation to an unknown route, i
 ``application/problem+json`` body with ``type``, ``title``, ``status``, ``detail``, a stable
 upper-case ``code`` and, for validation failures, ``errors`` per field. Services raise
 ``ApiError`` subclasses that carry their status and code; HTTP errors from Flask, Werkzeug and
-webargs are mapped by ``handle_http_exception``; anything else is a 500 that reveals nothing.
+webargs are mapped by ``handle_http_exception``; a database that cannot be reached is a 503 by
+``handle_database_error``; anything else is a 500 that reveals nothing.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, ClassVar
 
 import marshmallow as ma
-from flask import Response, g
+import sqlalchemy as sa
+from flask import Response, current_app, g, has_request_context, request
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+logger = logging.getLogger("refapi.errors")
 
 PROBLEM_MIMETYPE = "application/problem+json"
 
@@ -75,6 +81,12 @@ class Unauthorized(ApiError):
     status = 401
     code = "UNAUTHORIZED"
     title = "Unauthorized"
+
+
+class BadRequest(ApiError):
+    status = 400
+    code = "BAD_REQUEST"
+    title = "Bad Request"
 
 
 class UnsupportedMediaType(ApiError):
@@ -148,8 +160,13 @@ def handle_http_exception(error: HTTPException) -> Response:
     extra: dict[str, Any] = {}
     data = getattr(error, "data", None) or {}
     messages = data.get("messages")
-    if status == 400 and isinstance(getattr(error, "exc", None), ValueError):
-        # webargs found a body it could not decode as JSON.
+    if status == 413 and has_request_context() and request.max_content_length is not None:
+        # As the store's VALUE_TOO_LARGE, the limit, for a client to split or shrink the body.
+        extra["max_bytes"] = request.max_content_length
+        detail = f"The request body is larger than the {extra['max_bytes']} bytes accepted."
+    if status == 400 and isinstance(getattr(error, "exc", None), (ValueError, RecursionError)):
+        # webargs (or refapi.api.JsonOnlyParser, saying why in ``message``) could not load the
+        # body as JSON.
         code = "MALFORMED_JSON"
         detail = "The request body is not valid JSON."
     elif messages:
@@ -162,6 +179,76 @@ def handle_http_exception(error: HTTPException) -> Response:
     headers = {name: original.headers[name] for name in _KEPT_HEADERS if name in original.headers}
     headers.update(data.get("headers") or {})
     return problem_response(status=status, code=code, detail=detail, headers=headers, extra=extra)
+
+
+# Seconds a client should wait before trying again when the database cannot be reached, as /ready
+# says in the same case.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+# PostgreSQL's SQLSTATEs of a database that cannot serve now but may soon: class 08 (connection
+# exceptions) and 53 (insufficient resources: too many connections, out of memory, disk full);
+# shutting down, crashed or starting up; a statement or lock timeout.
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53")
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57014", "55P03"})
+# SQLite's SQLITE_BUSY and SQLITE_LOCKED (primary result codes): another connection held the
+# lock for longer than the busy timeout. sqlite3 gives the code from Python 3.11 on.
+_SQLITE_BUSY_CODES = frozenset({5, 6})
+_SQLITE_BUSY_MESSAGES = ("database is locked", "database table is locked")
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether a database error means the database cannot be reached (for now), not a bug.
+
+    True for the pool's timeout, a connection SQLAlchemy found broken, a connection psycopg could
+    not make or lost (its errors without a SQLSTATE are its own, about the connection), the
+    SQLSTATEs above, and SQLite's busy database. A ProgrammingError, an IntegrityError and the
+    like, or sqlite3's OperationalError for a missing table, are bugs: 500.
+    """
+    if isinstance(error, sa.exc.TimeoutError):
+        return True
+    if not isinstance(error, sa.exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    if not isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+        return False
+    cause = error.orig
+    if isinstance(cause, sqlite3.Error):
+        code = getattr(cause, "sqlite_errorcode", None)
+        if code is None:  # Python 3.10
+            return str(cause).startswith(_SQLITE_BUSY_MESSAGES)
+        return code & 0xFF in _SQLITE_BUSY_CODES
+    if not hasattr(cause, "sqlstate"):  # not psycopg
+        return False
+    state: str | None = cause.sqlstate  # type: ignore[union-attr]
+    return (
+        state is None
+        or state.startswith(_UNAVAILABLE_SQLSTATE_CLASSES)
+        or state in _UNAVAILABLE_SQLSTATES
+    )
+
+
+def handle_database_error(error: sa.exc.SQLAlchemyError) -> Response:
+    """503 DATABASE_UNAVAILABLE for a database that cannot be reached; other errors go on (500).
+
+    Logged as one line, not a traceback: the failure is the database's, and the operator needs
+    its cause. Never ``str(error)``, which holds the statement's parameters (a stored value);
+    the driver's message names the host and port, never the password.
+    """
+    if not database_unavailable(error):
+        raise error  # Flask logs it with its traceback and answers 500
+    cause = getattr(error, "orig", None) or error
+    message = next(iter(str(cause).strip().splitlines()), "")
+    password = sa.make_url(current_app.config["SQLALCHEMY_DATABASE_URI"]).password
+    if password:
+        message = message.replace(str(password), "***")
+    logger.warning("database unavailable: %s: %s", type(cause).__name__, message)
+    return problem_response(
+        status=503,
+        code="DATABASE_UNAVAILABLE",
+        detail="The database cannot be reached at the moment. Retry in a few seconds.",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
 
 
 class ProblemSchema(ma.Schema):

@@ -478,6 +478,17 @@ def test_a_body_nested_too_deep_to_parse_is_400_malformed(client, auth_headers):
     )
     assert response.status_code == 400
     assert response.get_json()["code"] == "MALFORMED_JSON"
+    assert "too deeply" in response.get_json()["detail"]
+
+
+def test_a_value_with_an_integer_too_long_to_read_is_400_malformed(client, auth_headers):
+    body = '{"key": "k", "value": 1' + "0" * 5000 + "}"
+    response = client.post(
+        "/save", data=body, content_type="application/json", headers=auth_headers
+    )
+    assert response.status_code == 400
+    assert response.get_json()["code"] == "MALFORMED_JSON"
+    assert "4300 digits" in response.get_json()["detail"]
 
 
 def test_malformed_json_is_400(client, auth_headers):
