@@ -15,6 +15,7 @@ from refapi.auth import load_keyring
 # message instead of workers failing to boot over and over.
 try:
     _settings = {**refapi_config.defaults(), **refapi_config.from_environment()}
+    refapi_config.check(_settings)
     load_keyring(_settings)
 except refapi_config.ConfigError as error:
     sys.exit(f"refapi cannot start: {error}")

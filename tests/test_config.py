@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import runpy
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from refapi.config import SETTINGS, ConfigError, from_environment
 from tests.conftest import API_KEYS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+GUNICORN_CONF = README.parent / "gunicorn.conf.py"
 
 
 def test_environment_values_are_parsed_by_type():
@@ -29,11 +31,123 @@ def test_environment_values_are_parsed_by_type():
         ("REFAPI_LOG_LEVEL", "LOUD"),
         ("REFAPI_REDIS_TIMEOUT", "-1"),
         ("REFAPI_CACHE_DEFAULT_TIMEOUT", "-5"),
+        ("REFAPI_REDIS_TIMEOUT", "inf"),
+        ("REFAPI_STATBEL_TIMEOUT", "nan"),
     ],
 )
 def test_an_invalid_environment_value_refuses_to_start_naming_the_variable(variable, value):
     with pytest.raises(ConfigError, match=variable):
         from_environment({variable: value})
+
+
+# Each wrong value a new user tried, and what the message must tell them. Before, most of these
+# were a traceback from SQLAlchemy, redis-py or int(), or were accepted and failed later.
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("REFAPI_DATABASE_URL", "nonsense", "SQLite .* or PostgreSQL"),
+        ("REFAPI_DATABASE_URL", "postgresql://refapi:pw@db:port/refapi", "not a database URL"),
+        ("REFAPI_DATABASE_URL", "mysql://x", "mysql is not supported: refapi runs on SQLite"),
+        ("REFAPI_DATABASE_URL", "postgresql+psycopg2://u@db/refapi", "write postgresql://"),
+        ("REFAPI_REDIS_URL", "http://x", r"redis://\[:password@\]host:6379/0"),
+        ("REFAPI_REDIS_URL", "redis://cache:port/0", "not a Redis URL"),
+        ("REFAPI_REDIS_URL", "redis://cache:6379/zero", "database after the host must be a number"),
+        (
+            "REFAPI_MAX_CONTENT_LENGTH",
+            "1MB",
+            r"whole number such as 1048576 \(no unit\), got '1MB'",
+        ),
+        ("REFAPI_REDIS_TIMEOUT", "500ms", r"number of seconds such as 0\.5"),
+        ("REFAPI_STATBEL_URL", "ftp://x", "http:// or https:// URL, or empty"),
+        ("REFAPI_STATBEL_URL", "statbel.fgov.be/file.zip", "http:// or https:// URL"),
+        ("REFAPI_BIND", "nonsense", r"host:port \(127\.0\.0\.1:5000"),
+        ("REFAPI_BIND", "5000", "host:port"),
+        ("REFAPI_BIND", "127.0.0.1:70000", "port must be 1 to 65535"),
+        ("REFAPI_BIND", "no-such-host.invalid:5000", "neither an IP address nor a known name"),
+        ("REFAPI_BIND", "unix:", "socket's path"),
+    ],
+)
+def test_a_wrong_value_is_refused_with_what_to_write_instead(variable, value, says):
+    with pytest.raises(ConfigError, match=rf"^{variable}: ") as refused:
+        from_environment({variable: value})
+    assert re.search(says, str(refused.value)), str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("REFAPI_DATABASE_URL", "sqlite:///refapi.sqlite3"),
+        ("REFAPI_DATABASE_URL", "sqlite://"),
+        ("REFAPI_DATABASE_URL", "postgres://u@db/refapi"),
+        ("REFAPI_DATABASE_URL", "postgresql+psycopg://u:p@db:5432/refapi?sslmode=require"),
+        ("REFAPI_REDIS_URL", ""),
+        ("REFAPI_REDIS_URL", "rediss://:p@cache:6380/2"),
+        ("REFAPI_REDIS_URL", "unix:///run/redis/redis.sock?db=1"),
+        ("REFAPI_STATBEL_URL", ""),
+        ("REFAPI_STATBEL_URL", "http://mirror.internal:8080/cpi.zip"),
+        ("REFAPI_BIND", "0.0.0.0:5000"),
+        ("REFAPI_BIND", "[::1]:5000"),
+        ("REFAPI_BIND", "localhost:8080"),
+        ("REFAPI_BIND", "unix:/run/refapi/refapi.sock"),
+    ],
+)
+def test_every_documented_form_of_a_url_or_address_is_accepted(variable, value):
+    assert from_environment({variable: value}) == {variable.removeprefix("REFAPI_"): value}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("REFAPI_DATABASE_URL", "postgresql://refapi:hunter2-secret@db:port/refapi"),
+        ("REFAPI_DATABASE_URL", "mysql://refapi:hunter2-secret@db/refapi"),
+        ("REFAPI_REDIS_URL", "redis://:hunter2-secret@cache:port/0"),
+        ("REFAPI_REDIS_URL", "http://:hunter2-secret@cache"),
+    ],
+)
+def test_a_refused_url_is_never_quoted_since_it_may_hold_a_password(variable, value):
+    with pytest.raises(ConfigError) as refused:
+        from_environment({variable: value})
+    assert "hunter2" not in str(refused.value)
+
+
+def test_the_gunicorn_master_refuses_a_wrong_setting_with_the_message(monkeypatch, tmp_path):
+    # The master reads gunicorn.conf.py before any worker boots: a bad URL stops it there, with
+    # the message, rather than as "Worker failed to boot" after a traceback in every worker.
+    monkeypatch.setenv("REFAPI_API_KEYS", API_KEYS)
+    monkeypatch.setenv("REFAPI_DATABASE_URL", "mysql://refapi:hunter2-secret@db/refapi")
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(GUNICORN_CONF))
+    assert str(stopped.value).startswith("refapi cannot start: REFAPI_DATABASE_URL: mysql is not")
+    assert "hunter2" not in str(stopped.value)
+
+
+def test_the_gunicorn_master_refuses_an_empty_key_prefix_with_redis(monkeypatch):
+    monkeypatch.setenv("REFAPI_API_KEYS", API_KEYS)
+    monkeypatch.setenv("REFAPI_REDIS_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("REFAPI_CACHE_KEY_PREFIX", "")
+    with pytest.raises(SystemExit, match="REFAPI_CACHE_KEY_PREFIX must not be empty"):
+        runpy.run_path(str(GUNICORN_CONF))
+
+
+def test_a_sqlite_file_in_a_missing_folder_refuses_to_start(app_config, tmp_path):
+    # Else the first request fails with "unable to open database file".
+    with pytest.raises(ConfigError, match=r"^REFAPI_DATABASE_URL: the folder .*missing"):
+        create_app({**app_config, "DATABASE_URL": f"sqlite:///{tmp_path}/missing/refapi.sqlite3"})
+
+
+def test_an_instance_folder_that_cannot_be_created_refuses_to_start(app_config, tmp_path):
+    # A relative SQLite file goes into the instance folder, which Flask-SQLAlchemy would create
+    # with a FileNotFoundError traceback.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^REFAPI_INSTANCE_PATH: cannot create"):
+        create_app(
+            {
+                **app_config,
+                "DATABASE_URL": "sqlite:///refapi.sqlite3",
+                "INSTANCE_PATH": str(blocker / "instance"),
+            }
+        )
 
 
 def test_the_mapping_overrides_the_environment_which_overrides_defaults(monkeypatch, app_config):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import re
 import secrets
 import sqlite3
@@ -62,10 +61,8 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
     Refuses to start (``config.ConfigError``) when a setting is invalid or no API key is set.
     """
     settings = {**config.defaults(), **config.from_environment(), **(config_overrides or {})}
-    app = _Flask(
-        "refapi",
-        instance_path=os.path.abspath(settings["INSTANCE_PATH"] or "instance"),
-    )
+    config.check(settings)
+    app = _Flask("refapi", instance_path=config.instance_path(settings))
     app.config.update(settings)
     # No automatic OPTIONS answers: no browser calls this API (no CORS), and every route's
     # methods are exactly the documented ones; a 405 lists them in Allow.
@@ -126,11 +123,6 @@ def _extension_config(settings: Mapping[str, Any]) -> dict[str, Any]:
         },
     }
     if settings["REDIS_URL"]:
-        if not settings["CACHE_KEY_PREFIX"]:
-            raise config.ConfigError(
-                "REFAPI_CACHE_KEY_PREFIX must not be empty with Redis: refapi only ever deletes "
-                "keys under its prefix."
-            )
         timeout = settings["REDIS_TIMEOUT"]
         derived.update(
             CACHE_TYPE="refapi.caching.ResilientRedisCache",
