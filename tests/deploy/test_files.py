@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -164,3 +166,42 @@ def test_env_example_documents_every_variable_compose_interpolates():
     documented = set(re.findall(r"^#? ?([A-Z_]+)=", example, re.MULTILINE))
     assert interpolated <= documented, interpolated - documented
     assert documented <= interpolated, documented - interpolated
+
+
+@pytest.mark.parametrize(
+    ("bind", "url"),
+    [
+        (None, "http://127.0.0.1:5000/authorize"),
+        ("127.0.0.1:5999", "http://127.0.0.1:5999/authorize"),
+        ("0.0.0.0:8000", "http://127.0.0.1:8000/authorize"),
+        ("unix:/tmp/refapi.sock", "--unix-socket /tmp/refapi.sock http://localhost/authorize"),
+    ],
+)
+def test_make_run_prints_a_curl_to_the_address_it_serves_on(tmp_path, bind, url):
+    # It printed http://127.0.0.1:5000 whatever REFAPI_BIND said.
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("REFAPI_")}
+    if bind is not None:
+        env["REFAPI_BIND"] = bind
+    result = subprocess.run(
+        [make, "-s", "dev-key", f"INSTANCE={tmp_path}", f"VENV={sys.prefix}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    secret = (tmp_path / "dev-api-keys").read_text(encoding="utf-8").split("dev:")[1].strip()
+    assert result.stdout.splitlines()[-1] == f'Try: curl -H "X-API-Key: {secret}" {url}'
+    dry_run = subprocess.run(
+        [make, "-n", "run", f"INSTANCE={tmp_path}", f"VENV={sys.prefix}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"REFAPI_BIND={bind or '127.0.0.1:5000'} " in dry_run
