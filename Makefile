@@ -10,7 +10,9 @@ DEV_KEY_FILE := $(INSTANCE)/dev-api-keys
 ifeq ($(strip $(REFAPI_API_KEYS)$(REFAPI_API_KEYS_FILE)),)
 RUN_KEYS := REFAPI_API_KEYS_FILE=$(DEV_KEY_FILE)
 endif
-RUN_ENV := REFAPI_INSTANCE_PATH=$${REFAPI_INSTANCE_PATH:-$(INSTANCE)} $(RUN_KEYS)
+INSTANCE_ENV := REFAPI_INSTANCE_PATH=$${REFAPI_INSTANCE_PATH:-$(INSTANCE)}
+# Only the server needs a key: flask commands (migrations, imports) start without one.
+RUN_ENV := $(INSTANCE_ENV) $(RUN_KEYS)
 # Where `make run` listens (REFAPI_BIND, else the loopback port 5000), and how curl reaches it.
 RUN_BIND := $(or $(REFAPI_BIND),127.0.0.1:5000)
 ifneq ($(filter unix:%,$(RUN_BIND)),)
@@ -32,8 +34,8 @@ venv: $(BIN)/.installed
 ## Serve the whole API with SQLite and the in-process cache: one worker, four threads.
 ## The health index is downloaded from Statbel on the first request that needs it.
 run: dev-key
-	$(RUN_ENV) $(BIN)/flask --app wsgi db upgrade
-	$(RUN_ENV) $(BIN)/flask --app wsgi zipcodes import --if-empty
+	$(INSTANCE_ENV) $(BIN)/flask --app wsgi db upgrade
+	$(INSTANCE_ENV) $(BIN)/flask --app wsgi zipcodes import --if-empty
 	$(RUN_ENV) REFAPI_BIND=$(RUN_BIND) REFAPI_WORKERS=$${REFAPI_WORKERS:-1} \
 		$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
@@ -46,8 +48,7 @@ dev-key: venv
 
 ## Apply the database migrations to REFAPI_DATABASE_URL (default: the instance's SQLite file).
 migrate: venv
-	@test -z "$(RUN_KEYS)" || $(BIN)/python -m refapi.auth.devkey $(DEV_KEY_FILE) >/dev/null
-	$(RUN_ENV) $(BIN)/flask --app wsgi db upgrade
+	$(INSTANCE_ENV) $(BIN)/flask --app wsgi db upgrade
 
 ## The tox matrix: Python 3.10-3.13 on SQLite, `services` on PostgreSQL and Redis, lint, type,
 ## then the combined coverage report (fails under 95%).

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 
+import click
 import pytest
+from click.testing import CliRunner
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
 
 from refapi import create_app
 from refapi.app import database_url
@@ -245,3 +252,88 @@ def test_the_app_still_tells_coroutine_functions_from_plain_ones(app_config):
         else:
             with pytest.raises(RuntimeError, match="async"):
                 app.ensure_sync(coroutine)
+
+
+# API keys protect the HTTP routes. A flask command (an import, a migration) serves none and its
+# user has the shell already: it starts without keys. Anything that serves HTTP still refuses.
+
+
+def _no_keys(app_config):
+    return {**app_config, "API_KEYS": "", "API_KEYS_FILE": ""}
+
+
+def _flask_cli(app_config):
+    return FlaskGroup(create_app=lambda: create_app(_no_keys(app_config)))
+
+
+def test_a_flask_command_runs_without_an_api_key(app_config):
+    result = CliRunner().invoke(_flask_cli(app_config), ["routes"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "/authorize" in result.output
+
+
+def test_an_app_loaded_for_a_command_without_keys_refuses_every_protected_request(app_config):
+    loaded = []
+
+    @click.command("probe")
+    @with_appcontext
+    def probe():
+        loaded.append(current_app._get_current_object())
+
+    cli = _flask_cli(app_config)
+    cli.add_command(probe)
+    assert CliRunner().invoke(cli, ["probe"], catch_exceptions=False).exit_code == 0
+    client = loaded[0].test_client()
+    assert client.get("/authorize").status_code == 401
+    assert client.get("/authorize", headers={"X-API-Key": ""}).status_code == 401
+    assert client.get("/ping").status_code == 200
+
+
+def test_flask_run_without_an_api_key_refuses_to_start(app_config, monkeypatch):
+    def serve(*args, **kwargs):
+        pytest.fail("flask run served without an API key")
+
+    monkeypatch.setattr("werkzeug.serving.run_simple", serve)
+    result = CliRunner().invoke(_flask_cli(app_config), ["run"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ConfigError)
+    assert "No API key is configured" in str(result.exception)
+
+
+def test_create_app_without_an_api_key_refuses_to_start(app_config):
+    # gunicorn's workers and any other WSGI server build the app this way.
+    with pytest.raises(ConfigError, match="No API key is configured"):
+        create_app(_no_keys(app_config))
+
+
+def test_the_gunicorn_master_refuses_to_start_without_an_api_key(monkeypatch):
+    monkeypatch.delenv("REFAPI_API_KEYS", raising=False)
+    monkeypatch.delenv("REFAPI_API_KEYS_FILE", raising=False)
+    with pytest.raises(SystemExit, match="refapi cannot start: No API key is configured"):
+        runpy.run_path(str(GUNICORN_CONF))
+
+
+def test_a_flask_command_still_refuses_keys_that_are_wrong(app_config):
+    cli = FlaskGroup(create_app=lambda: create_app({**_no_keys(app_config), "API_KEYS": "x:short"}))
+    result = CliRunner().invoke(cli, ["routes"])
+    assert isinstance(result.exception, ConfigError)
+    assert "short" not in str(result.exception)
+
+
+def test_flask_commands_of_wsgi_need_no_key_in_the_environment(tmp_path):
+    # What a new user runs after `make run`, which had set the key file for gunicorn only.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("REFAPI_")}
+    env.update(
+        REFAPI_INSTANCE_PATH=str(tmp_path),
+        REFAPI_DATABASE_URL=f"sqlite:///{tmp_path / 'refapi.sqlite3'}",
+    )
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "db", "upgrade"],
+        cwd=README.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cannot start" not in result.stderr

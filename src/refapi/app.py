@@ -12,8 +12,10 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import click
 import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, g, request
+from flask.cli import ScriptInfo
 from sqlalchemy.engine import make_url
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -58,7 +60,8 @@ class _Flask(Flask):
 def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the app from defaults, then ``REFAPI_*`` environment variables, then the mapping.
 
-    Refuses to start (``config.ConfigError``) when a setting is invalid or no API key is set.
+    Refuses to start (``config.ConfigError``) when a setting is invalid or no API key is set;
+    a ``flask`` command other than ``flask run`` starts without keys (see ``_keyring``).
     """
     settings = {**config.defaults(), **config.from_environment(), **(config_overrides or {})}
     config.check(settings)
@@ -69,7 +72,7 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.config.update(_extension_config(settings))
     _configure_logging(app)
-    keyring = auth.load_keyring(app.config)
+    keyring = _keyring(app.config)
     _init_extensions(app)
     _register_blueprints(app)
     _init_request_ids(app)
@@ -77,6 +80,27 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
     _trust_proxies(app)
     app.cli.add_command(deploy)
     return app
+
+
+def _keyring(settings: Mapping[str, Any]) -> auth.KeyRing:
+    """The API keys. None configured refuses to start, but for a command of the flask CLI.
+
+    The keys protect the HTTP routes; ``flask zipcodes import`` or ``flask db upgrade`` serves
+    none, and whoever runs it has the shell already. Keys that are configured are still checked,
+    and ``flask run`` serves HTTP, so it needs them. Without keys every protected route answers
+    401 (an empty key ring matches nothing), should such an app ever serve a request.
+    """
+    if not (settings["API_KEYS"] or settings["API_KEYS_FILE"]) and _loaded_for_a_flask_command():
+        return auth.KeyRing(())
+    return auth.load_keyring(settings)
+
+
+def _loaded_for_a_flask_command() -> bool:
+    """Whether the flask CLI is loading the app for a command, other than ``flask run``."""
+    context = click.get_current_context(silent=True)
+    if context is None or context.find_object(ScriptInfo) is None:
+        return False  # gunicorn, another WSGI server, or a caller of create_app
+    return context.command.name != "run"
 
 
 _DOCS_ENDPOINTS = frozenset(
