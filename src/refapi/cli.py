@@ -6,12 +6,29 @@ import logging
 
 import click
 import flask_migrate
+from flask import current_app
 from flask.cli import with_appcontext
 
 from refapi.indices import services as indices
 from refapi.zipcodes import services as zipcodes
 
-logger = logging.getLogger("refapi.deploy")
+
+def _upgrade(directory: str) -> None:
+    """Alembic's upgrade, without leaving its logging behind.
+
+    migrations/env.py gives the root logger alembic.ini's handler when it has none, for the
+    migration's own lines. refapi's loggers have their handler and also propagate to the root,
+    so every later line of theirs was printed twice, the second time as "WARNI [refapi...]".
+    """
+    root = logging.getLogger()
+    before = list(root.handlers)
+    try:
+        flask_migrate.upgrade(directory=directory)
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in before:
+                root.removeHandler(handler)
+                handler.close()
 
 
 @click.command("deploy")
@@ -32,7 +49,7 @@ logger = logging.getLogger("refapi.deploy")
 @with_appcontext
 def deploy(seed: bool, directory: str) -> None:
     """Apply the database migrations, then seed reference data when asked."""
-    flask_migrate.upgrade(directory=directory)
+    _upgrade(directory)
     click.echo("Database schema is up to date.")
     if not seed:
         return
@@ -45,8 +62,16 @@ def deploy(seed: bool, directory: str) -> None:
         outcome = indices.refresh()
     except indices.RefreshFailed as error:
         # Statbel being down, or a file it refuses, must not block a deployment: the API
-        # refreshes on demand.
-        logger.warning("health index not downloaded during deploy: %s", error)
-        click.echo("The health index could not be downloaded now; the API will retry on demand.")
+        # refreshes on demand. A failed download is logged by refapi.indices with Statbel's URL
+        # and the reason; the other reasons (no URL, a refresh already running) are said here.
+        reason = str(error)
+        url = current_app.config["STATBEL_URL"]
+        if not url:
+            click.echo(f"The health index was not downloaded: {reason}.")
+            return
+        shown = "" if url in reason else f" ({reason})"
+        click.echo(
+            f"The health index could not be downloaded now{shown}; the API will retry on demand."
+        )
         return
     click.echo(f"Health index stored: latest month {outcome.latest_month}.")
