@@ -121,7 +121,19 @@ def test_the_migrate_service_is_one_shot_flask_deploy(compose):
 def test_only_the_api_publishes_a_port(compose):
     published = {name for name, service in compose["services"].items() if "ports" in service}
     assert published == {"api"}
-    assert compose["services"]["api"]["ports"] == ["${REFAPI_PORT:-5000}:5000"]
+    # On the loopback by default: the API trusts one proxy's X-Forwarded-For, which a client
+    # reaching port 5000 directly could forge.
+    assert compose["services"]["api"]["ports"] == [
+        "${REFAPI_PUBLISH:-127.0.0.1}:${REFAPI_PORT:-5000}:5000"
+    ]
+    assert compose["services"]["api"]["environment"]["REFAPI_PROXY_X_FOR"] == (
+        "${REFAPI_PROXY_X_FOR:-1}"
+    )
+
+
+def test_env_example_publishes_on_the_loopback_address():
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    assert re.search(r"^REFAPI_PUBLISH=127\.0\.0\.1$", example, re.MULTILINE)
 
 
 def test_api_keys_come_from_a_compose_secret(compose):
