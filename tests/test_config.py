@@ -136,12 +136,6 @@ def test_the_gunicorn_master_refuses_an_empty_key_prefix_with_redis(monkeypatch)
         runpy.run_path(str(GUNICORN_CONF))
 
 
-def test_a_sqlite_file_in_a_missing_folder_refuses_to_start(app_config, tmp_path):
-    # Else the first request fails with "unable to open database file".
-    with pytest.raises(ConfigError, match=r"^REFAPI_DATABASE_URL: the folder .*missing"):
-        create_app({**app_config, "DATABASE_URL": f"sqlite:///{tmp_path}/missing/refapi.sqlite3"})
-
-
 def test_an_instance_folder_that_cannot_be_created_refuses_to_start(app_config, tmp_path):
     # A relative SQLite file goes into the instance folder, which Flask-SQLAlchemy would create
     # with a FileNotFoundError traceback.

@@ -385,7 +385,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]
 
 
 def check(settings: Mapping[str, Any]) -> None:
-    """What no single setting tells: settings that must agree, and the folder SQLite needs.
+    """What no single setting tells: settings that must agree, and the instance folder SQLite needs.
 
     ``create_app`` calls it, and so does gunicorn's master (gunicorn.conf.py), so that a mistake
     stops the server once with this message instead of failing every worker's boot.
@@ -407,24 +407,19 @@ def _check_sqlite_folder(settings: Mapping[str, Any]) -> None:
         return
     if url.query.get("uri") or url.database.startswith("file:"):
         return  # a URI filename: SQLite's to interpret
-    if not os.path.isabs(url.database):
-        # Flask-SQLAlchemy puts a relative SQLite file in the instance folder, and creates that.
-        folder = instance_path(settings)
-        try:
-            os.makedirs(folder, exist_ok=True)
-        except OSError as error:
-            raise ConfigError(
-                f"REFAPI_INSTANCE_PATH: cannot create {folder} for the SQLite database "
-                f"({error.strerror}): point REFAPI_INSTANCE_PATH at a writable folder, or give "
-                "REFAPI_DATABASE_URL an absolute path (sqlite:////path/to/refapi.sqlite3)."
-            ) from None
+    if os.path.isabs(url.database):
+        # A missing folder there is a database that does not answer: /ready says so (503).
         return
-    folder = os.path.dirname(url.database)
-    if not os.path.isdir(folder):
+    # Flask-SQLAlchemy puts a relative SQLite file in the instance folder, and creates that.
+    folder = instance_path(settings)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
         raise ConfigError(
-            f"REFAPI_DATABASE_URL: the folder of the SQLite database, {folder}, does not exist: "
-            "create it, or correct the path (sqlite:////path/to/refapi.sqlite3)."
-        )
+            f"REFAPI_INSTANCE_PATH: cannot create {folder} for the SQLite database "
+            f"({error.strerror}): point REFAPI_INSTANCE_PATH at a writable folder, or give "
+            "REFAPI_DATABASE_URL an absolute path (sqlite:////path/to/refapi.sqlite3)."
+        ) from None
 
 
 def instance_path(settings: Mapping[str, Any]) -> str:
