@@ -69,7 +69,7 @@ def test_an_invalid_environment_value_refuses_to_start_naming_the_variable(varia
         ("REFAPI_STATBEL_URL", "statbel.fgov.be/file.zip", "http:// or https:// URL"),
         ("REFAPI_BIND", "nonsense", r"host:port \(127\.0\.0\.1:5000"),
         ("REFAPI_BIND", "5000", "host:port"),
-        ("REFAPI_BIND", "127.0.0.1:70000", "port must be 1 to 65535"),
+        ("REFAPI_BIND", "127.0.0.1:70000", "port must be 0 to 65535"),
         ("REFAPI_BIND", "no-such-host.invalid:5000", "neither an IP address nor a known name"),
         ("REFAPI_BIND", "unix:", "socket's path"),
     ],
