@@ -115,3 +115,4 @@ def test_deploy_says_why_when_the_reason_was_not_logged(app_config, monkeypatch)
     result = app.test_cli_runner().invoke(args=["deploy", "--directory", MIGRATIONS])
     assert result.exit_code == 0, result.output
     assert "The health index was not downloaded: REFAPI_STATBEL_URL is empty" in result.output
+    _counts(app)  # and closes the app's connections
