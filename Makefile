@@ -1,4 +1,5 @@
-# refapi: `make run` serves the API on http://127.0.0.1:5000, `make test` runs the whole suite.
+# refapi: `make run` serves the API on http://127.0.0.1:5000 (REFAPI_BIND=host:port to change it),
+# `make test` runs the whole suite.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,9 +10,18 @@ DEV_KEY_FILE := $(INSTANCE)/dev-api-keys
 ifeq ($(strip $(REFAPI_API_KEYS)$(REFAPI_API_KEYS_FILE)),)
 RUN_KEYS := REFAPI_API_KEYS_FILE=$(DEV_KEY_FILE)
 endif
-RUN_ENV := REFAPI_INSTANCE_PATH=$${REFAPI_INSTANCE_PATH:-$(INSTANCE)} $(RUN_KEYS)
+INSTANCE_ENV := REFAPI_INSTANCE_PATH=$${REFAPI_INSTANCE_PATH:-$(INSTANCE)}
+# Only the server needs a key: flask commands (migrations, imports) start without one.
+RUN_ENV := $(INSTANCE_ENV) $(RUN_KEYS)
+# Where `make run` listens (REFAPI_BIND, else the loopback port 5000), and how curl reaches it.
+RUN_BIND := $(or $(REFAPI_BIND),127.0.0.1:5000)
+ifneq ($(filter unix:%,$(RUN_BIND)),)
+RUN_URL := --unix-socket $(patsubst unix:%,%,$(RUN_BIND)) http://localhost
+else
+RUN_URL := http://$(patsubst 0.0.0.0:%,127.0.0.1:%,$(patsubst [::]:%,[::1]:%,$(RUN_BIND)))
+endif
 
-.PHONY: run test lint type coverage-report migrate seed venv clean
+.PHONY: run dev-key test lint type coverage-report migrate seed venv clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,18 +33,22 @@ venv: $(BIN)/.installed
 
 ## Serve the whole API with SQLite and the in-process cache: one worker, four threads.
 ## The health index is downloaded from Statbel on the first request that needs it.
-run: venv
-	@test -n "$(RUN_KEYS)" || echo "Using the API keys configured in the environment."
-	@test -z "$(RUN_KEYS)" || $(BIN)/python -m refapi.auth.devkey $(DEV_KEY_FILE)
-	$(RUN_ENV) $(BIN)/flask --app wsgi db upgrade
-	$(RUN_ENV) $(BIN)/flask --app wsgi zipcodes import --if-empty
-	$(RUN_ENV) REFAPI_BIND=$${REFAPI_BIND:-127.0.0.1:5000} REFAPI_WORKERS=$${REFAPI_WORKERS:-1} \
+run: dev-key
+	$(INSTANCE_ENV) $(BIN)/flask --app wsgi db upgrade
+	$(INSTANCE_ENV) $(BIN)/flask --app wsgi zipcodes import --if-empty
+	$(RUN_ENV) REFAPI_BIND=$(RUN_BIND) REFAPI_WORKERS=$${REFAPI_WORKERS:-1} \
 		$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
+
+## The development key (created when no key is configured), printed with a curl to try it.
+## devkey's hint names the default address: sed points it at RUN_URL; pipefail keeps its errors.
+dev-key: venv
+	@test -n "$(RUN_KEYS)" || echo "Using the API keys configured in the environment."
+	@test -z "$(RUN_KEYS)" || bash -o pipefail -c '$(BIN)/python -m refapi.auth.devkey \
+		"$(DEV_KEY_FILE)" | sed "s|http://127\.0\.0\.1:5000/|$(RUN_URL)/|"'
 
 ## Apply the database migrations to REFAPI_DATABASE_URL (default: the instance's SQLite file).
 migrate: venv
-	@test -z "$(RUN_KEYS)" || $(BIN)/python -m refapi.auth.devkey $(DEV_KEY_FILE) >/dev/null
-	$(RUN_ENV) $(BIN)/flask --app wsgi db upgrade
+	$(INSTANCE_ENV) $(BIN)/flask --app wsgi db upgrade
 
 ## The tox matrix: Python 3.10-3.13 on SQLite, `services` on PostgreSQL and Redis, lint, type,
 ## then the combined coverage report (fails under 95%).

@@ -15,6 +15,7 @@ from refapi.auth import load_keyring
 # message instead of workers failing to boot over and over.
 try:
     _settings = {**refapi_config.defaults(), **refapi_config.from_environment()}
+    refapi_config.check(_settings)
     load_keyring(_settings)
 except refapi_config.ConfigError as error:
     sys.exit(f"refapi cannot start: {error}")
@@ -30,7 +31,9 @@ keepalive = 5
 # connections across them. With one shared socket, whichever worker wakes first accepts a burst
 # of keep-alive connections (a proxy's pool, a load generator) and serves them all on one core
 # while the others idle: issue 8's benchmark measured a third of the throughput when that happened.
-reuse_port = True
+# Not on a Unix socket: SO_REUSEPORT does nothing there, and each worker would remove the socket
+# file of the one before, so only the last could be reached. There the master's one socket it is.
+reuse_port = not bind.startswith("unix:")
 # No control socket: nothing here uses gunicornc, and two servers would contend for its path.
 control_socket_disable = True
 # Heartbeat files in memory, not on a container's overlay filesystem.
@@ -52,6 +55,43 @@ access_log_format = (
     'duration_ms=%(M)s request_id=%({x-request-id}o)s forwarded_for="%({x-forwarded-for}i)s" '
     'user_agent="%(a)s"'
 )
+
+
+def listening_at(server):
+    """The configured addresses as gunicorn writes its sockets: http://host:port, unix:path."""
+    scheme = "https" if server.cfg.is_ssl else "http"
+    shown = []
+    for address in server.cfg.address:
+        if isinstance(address, tuple):
+            host, port = address
+            shown.append(
+                f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+            )
+        else:
+            shown.append(f"unix:{address}")
+    return ",".join(shown)
+
+
+class _ListeningAt(logging.Filter):
+    """Completes gunicorn's "Listening at:" line, which names the master's sockets.
+
+    With reuse_port the master holds none (gunicorn 27's arbiter leaves each worker to bind its
+    own) and the line reads "Listening at:  (pid)"; no setting but reuse_port changes that.
+    """
+
+    def __init__(self, server):
+        super().__init__()
+        self.server = server
+
+    def filter(self, record):
+        if record.msg == "Listening at: %s (%s)" and record.args and record.args[0] == "":
+            record.args = (listening_at(self.server), *record.args[1:])
+        return True
+
+
+def on_starting(server):
+    # Before the arbiter writes the line; gunicorn's error log is this logger whatever its class.
+    logging.getLogger("gunicorn.error").addFilter(_ListeningAt(server))
 
 
 def when_ready(server):

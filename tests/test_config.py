@@ -1,10 +1,18 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import runpy
+import subprocess
+import sys
 from pathlib import Path
 
+import click
 import pytest
+from click.testing import CliRunner
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
 
 from refapi import create_app
 from refapi.app import database_url
@@ -12,6 +20,7 @@ from refapi.config import SETTINGS, ConfigError, from_environment
 from tests.conftest import API_KEYS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+GUNICORN_CONF = README.parent / "gunicorn.conf.py"
 
 
 def test_environment_values_are_parsed_by_type():
@@ -29,11 +38,117 @@ def test_environment_values_are_parsed_by_type():
         ("REFAPI_LOG_LEVEL", "LOUD"),
         ("REFAPI_REDIS_TIMEOUT", "-1"),
         ("REFAPI_CACHE_DEFAULT_TIMEOUT", "-5"),
+        ("REFAPI_REDIS_TIMEOUT", "inf"),
+        ("REFAPI_STATBEL_TIMEOUT", "nan"),
     ],
 )
 def test_an_invalid_environment_value_refuses_to_start_naming_the_variable(variable, value):
     with pytest.raises(ConfigError, match=variable):
         from_environment({variable: value})
+
+
+# Each wrong value a new user tried, and what the message must tell them. Before, most of these
+# were a traceback from SQLAlchemy, redis-py or int(), or were accepted and failed later.
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("REFAPI_DATABASE_URL", "nonsense", "SQLite .* or PostgreSQL"),
+        ("REFAPI_DATABASE_URL", "postgresql://refapi:pw@db:port/refapi", "not a database URL"),
+        ("REFAPI_DATABASE_URL", "mysql://x", "mysql is not supported: refapi runs on SQLite"),
+        ("REFAPI_DATABASE_URL", "postgresql+psycopg2://u@db/refapi", "write postgresql://"),
+        ("REFAPI_REDIS_URL", "http://x", r"redis://\[:password@\]host:6379/0"),
+        ("REFAPI_REDIS_URL", "redis://cache:port/0", "not a Redis URL"),
+        ("REFAPI_REDIS_URL", "redis://cache:6379/zero", "database after the host must be a number"),
+        (
+            "REFAPI_MAX_CONTENT_LENGTH",
+            "1MB",
+            r"whole number such as 1048576 \(no unit\), got '1MB'",
+        ),
+        ("REFAPI_REDIS_TIMEOUT", "500ms", r"number of seconds such as 0\.5"),
+        ("REFAPI_STATBEL_URL", "ftp://x", "http:// or https:// URL, or empty"),
+        ("REFAPI_STATBEL_URL", "statbel.fgov.be/file.zip", "http:// or https:// URL"),
+        ("REFAPI_BIND", "nonsense", r"host:port \(127\.0\.0\.1:5000"),
+        ("REFAPI_BIND", "5000", "host:port"),
+        ("REFAPI_BIND", "127.0.0.1:70000", "port must be 0 to 65535"),
+        ("REFAPI_BIND", "no-such-host.invalid:5000", "neither an IP address nor a known name"),
+        ("REFAPI_BIND", "unix:", "socket's path"),
+    ],
+)
+def test_a_wrong_value_is_refused_with_what_to_write_instead(variable, value, says):
+    with pytest.raises(ConfigError, match=rf"^{variable}: ") as refused:
+        from_environment({variable: value})
+    assert re.search(says, str(refused.value)), str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("REFAPI_DATABASE_URL", "sqlite:///refapi.sqlite3"),
+        ("REFAPI_DATABASE_URL", "sqlite://"),
+        ("REFAPI_DATABASE_URL", "postgres://u@db/refapi"),
+        ("REFAPI_DATABASE_URL", "postgresql+psycopg://u:p@db:5432/refapi?sslmode=require"),
+        ("REFAPI_REDIS_URL", ""),
+        ("REFAPI_REDIS_URL", "rediss://:p@cache:6380/2"),
+        ("REFAPI_REDIS_URL", "unix:///run/redis/redis.sock?db=1"),
+        ("REFAPI_STATBEL_URL", ""),
+        ("REFAPI_STATBEL_URL", "http://mirror.internal:8080/cpi.zip"),
+        ("REFAPI_BIND", "0.0.0.0:5000"),
+        ("REFAPI_BIND", "[::1]:5000"),
+        ("REFAPI_BIND", "localhost:8080"),
+        ("REFAPI_BIND", "unix:/run/refapi/refapi.sock"),
+    ],
+)
+def test_every_documented_form_of_a_url_or_address_is_accepted(variable, value):
+    assert from_environment({variable: value}) == {variable.removeprefix("REFAPI_"): value}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("REFAPI_DATABASE_URL", "postgresql://refapi:hunter2-secret@db:port/refapi"),
+        ("REFAPI_DATABASE_URL", "mysql://refapi:hunter2-secret@db/refapi"),
+        ("REFAPI_REDIS_URL", "redis://:hunter2-secret@cache:port/0"),
+        ("REFAPI_REDIS_URL", "http://:hunter2-secret@cache"),
+    ],
+)
+def test_a_refused_url_is_never_quoted_since_it_may_hold_a_password(variable, value):
+    with pytest.raises(ConfigError) as refused:
+        from_environment({variable: value})
+    assert "hunter2" not in str(refused.value)
+
+
+def test_the_gunicorn_master_refuses_a_wrong_setting_with_the_message(monkeypatch, tmp_path):
+    # The master reads gunicorn.conf.py before any worker boots: a bad URL stops it there, with
+    # the message, rather than as "Worker failed to boot" after a traceback in every worker.
+    monkeypatch.setenv("REFAPI_API_KEYS", API_KEYS)
+    monkeypatch.setenv("REFAPI_DATABASE_URL", "mysql://refapi:hunter2-secret@db/refapi")
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(GUNICORN_CONF))
+    assert str(stopped.value).startswith("refapi cannot start: REFAPI_DATABASE_URL: mysql is not")
+    assert "hunter2" not in str(stopped.value)
+
+
+def test_the_gunicorn_master_refuses_an_empty_key_prefix_with_redis(monkeypatch):
+    monkeypatch.setenv("REFAPI_API_KEYS", API_KEYS)
+    monkeypatch.setenv("REFAPI_REDIS_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("REFAPI_CACHE_KEY_PREFIX", "")
+    with pytest.raises(SystemExit, match="REFAPI_CACHE_KEY_PREFIX must not be empty"):
+        runpy.run_path(str(GUNICORN_CONF))
+
+
+def test_an_instance_folder_that_cannot_be_created_refuses_to_start(app_config, tmp_path):
+    # A relative SQLite file goes into the instance folder, which Flask-SQLAlchemy would create
+    # with a FileNotFoundError traceback.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^REFAPI_INSTANCE_PATH: cannot create"):
+        create_app(
+            {
+                **app_config,
+                "DATABASE_URL": "sqlite:///refapi.sqlite3",
+                "INSTANCE_PATH": str(blocker / "instance"),
+            }
+        )
 
 
 def test_the_mapping_overrides_the_environment_which_overrides_defaults(monkeypatch, app_config):
@@ -131,3 +246,88 @@ def test_the_app_still_tells_coroutine_functions_from_plain_ones(app_config):
         else:
             with pytest.raises(RuntimeError, match="async"):
                 app.ensure_sync(coroutine)
+
+
+# API keys protect the HTTP routes. A flask command (an import, a migration) serves none and its
+# user has the shell already: it starts without keys. Anything that serves HTTP still refuses.
+
+
+def _no_keys(app_config):
+    return {**app_config, "API_KEYS": "", "API_KEYS_FILE": ""}
+
+
+def _flask_cli(app_config):
+    return FlaskGroup(create_app=lambda: create_app(_no_keys(app_config)))
+
+
+def test_a_flask_command_runs_without_an_api_key(app_config):
+    result = CliRunner().invoke(_flask_cli(app_config), ["routes"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "/authorize" in result.output
+
+
+def test_an_app_loaded_for_a_command_without_keys_refuses_every_protected_request(app_config):
+    loaded = []
+
+    @click.command("probe")
+    @with_appcontext
+    def probe():
+        loaded.append(current_app._get_current_object())
+
+    cli = _flask_cli(app_config)
+    cli.add_command(probe)
+    assert CliRunner().invoke(cli, ["probe"], catch_exceptions=False).exit_code == 0
+    client = loaded[0].test_client()
+    assert client.get("/authorize").status_code == 401
+    assert client.get("/authorize", headers={"X-API-Key": ""}).status_code == 401
+    assert client.get("/ping").status_code == 200
+
+
+def test_flask_run_without_an_api_key_refuses_to_start(app_config, monkeypatch):
+    def serve(*args, **kwargs):
+        pytest.fail("flask run served without an API key")
+
+    monkeypatch.setattr("werkzeug.serving.run_simple", serve)
+    result = CliRunner().invoke(_flask_cli(app_config), ["run"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ConfigError)
+    assert "No API key is configured" in str(result.exception)
+
+
+def test_create_app_without_an_api_key_refuses_to_start(app_config):
+    # gunicorn's workers and any other WSGI server build the app this way.
+    with pytest.raises(ConfigError, match="No API key is configured"):
+        create_app(_no_keys(app_config))
+
+
+def test_the_gunicorn_master_refuses_to_start_without_an_api_key(monkeypatch):
+    monkeypatch.delenv("REFAPI_API_KEYS", raising=False)
+    monkeypatch.delenv("REFAPI_API_KEYS_FILE", raising=False)
+    with pytest.raises(SystemExit, match="refapi cannot start: No API key is configured"):
+        runpy.run_path(str(GUNICORN_CONF))
+
+
+def test_a_flask_command_still_refuses_keys_that_are_wrong(app_config):
+    cli = FlaskGroup(create_app=lambda: create_app({**_no_keys(app_config), "API_KEYS": "x:short"}))
+    result = CliRunner().invoke(cli, ["routes"])
+    assert isinstance(result.exception, ConfigError)
+    assert "short" not in str(result.exception)
+
+
+def test_flask_commands_of_wsgi_need_no_key_in_the_environment(tmp_path):
+    # What a new user runs after `make run`, which had set the key file for gunicorn only.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("REFAPI_")}
+    env.update(
+        REFAPI_INSTANCE_PATH=str(tmp_path),
+        REFAPI_DATABASE_URL=f"sqlite:///{tmp_path / 'refapi.sqlite3'}",
+    )
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "db", "upgrade"],
+        cwd=README.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cannot start" not in result.stderr

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import sqlalchemy as sa
 
 from refapi import create_app
@@ -82,3 +87,35 @@ def test_without_an_upstream_address_deploy_says_the_api_will_not_download_eithe
     assert "flask indices refresh --file" in result.output
     assert "retry" not in result.output
     assert _counts(app)["health_indices"] == 0
+
+
+def test_deploy_prints_each_warning_once_and_statbels_url_once(tmp_path, upstream):
+    # Alembic's env.py gave the root logger a handler during the upgrade, so every later line
+    # of refapi's came twice ("... WARNING ... refapi.indices: ..." then "WARNI [refapi.indices]").
+    upstream.serve(b"Internal error", status=500, content_type="text/plain")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("REFAPI_")}
+    env.update(
+        REFAPI_INSTANCE_PATH=str(tmp_path),
+        REFAPI_DATABASE_URL=f"sqlite:///{tmp_path / 'refapi.sqlite3'}",
+        REFAPI_STATBEL_URL=upstream.url,
+        RUN_SEEDER="true",
+    )
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "deploy"],
+        cwd=Path(MIGRATIONS).parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    warnings = [line for line in output.splitlines() if "WARN" in line]
+    assert len(warnings) == 1, output
+    assert "refapi.indices" in warnings[0]
+    assert "[refapi." not in output
+    assert len([line for line in output.splitlines() if "risk table replaced" in line]) == 1
+    # The command's own line leaves the URL and the reason to that warning.
+    assert "could not be downloaded now; the API will retry on demand." in result.stdout
+    assert upstream.url not in result.stdout

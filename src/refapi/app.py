@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import re
 import secrets
 import sqlite3
@@ -13,8 +12,10 @@ import types
 from collections.abc import Callable, Mapping
 from typing import IO, Any, cast
 
+import click
 import sqlalchemy as sa
 from flask import Blueprint, Flask, Request, Response, g, request
+from flask.cli import ScriptInfo
 from gunicorn.http.errors import ParseException
 from sqlalchemy.engine import make_url
 from swagger_ui_bundle import swagger_ui_path
@@ -106,20 +107,19 @@ class _Flask(Flask):
 def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
     """Build the app from defaults, then ``REFAPI_*`` environment variables, then the mapping.
 
-    Refuses to start (``config.ConfigError``) when a setting is invalid or no API key is set.
+    Refuses to start (``config.ConfigError``) when a setting is invalid or no API key is set;
+    a ``flask`` command other than ``flask run`` starts without keys (see ``_keyring``).
     """
     settings = {**config.defaults(), **config.from_environment(), **(config_overrides or {})}
-    app = _Flask(
-        "refapi",
-        instance_path=os.path.abspath(settings["INSTANCE_PATH"] or "instance"),
-    )
+    config.check(settings)
+    app = _Flask("refapi", instance_path=config.instance_path(settings))
     app.config.update(settings)
     # No automatic OPTIONS answers: no browser calls this API (no CORS), and every route's
     # methods are exactly the documented ones; a 405 lists them in Allow.
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.config.update(_extension_config(settings))
     _configure_logging(app)
-    keyring = auth.load_keyring(app.config)
+    keyring = _keyring(app.config)
     _init_extensions(app)
     _register_blueprints(app)
     _init_request_ids(app)
@@ -127,6 +127,27 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
     _trust_proxies(app)
     app.cli.add_command(deploy)
     return app
+
+
+def _keyring(settings: Mapping[str, Any]) -> auth.KeyRing:
+    """The API keys. None configured refuses to start, but for a command of the flask CLI.
+
+    The keys protect the HTTP routes; ``flask zipcodes import`` or ``flask db upgrade`` serves
+    none, and whoever runs it has the shell already. Keys that are configured are still checked,
+    and ``flask run`` serves HTTP, so it needs them. Without keys every protected route answers
+    401 (an empty key ring matches nothing), should such an app ever serve a request.
+    """
+    if not (settings["API_KEYS"] or settings["API_KEYS_FILE"]) and _loaded_for_a_flask_command():
+        return auth.KeyRing(())
+    return auth.load_keyring(settings)
+
+
+def _loaded_for_a_flask_command() -> bool:
+    """Whether the flask CLI is loading the app for a command, other than ``flask run``."""
+    context = click.get_current_context(silent=True)
+    if context is None or context.find_object(ScriptInfo) is None:
+        return False  # gunicorn, another WSGI server, or a caller of create_app
+    return context.command.name != "run"
 
 
 _DOCS_ENDPOINTS = frozenset(
@@ -173,11 +194,6 @@ def _extension_config(settings: Mapping[str, Any]) -> dict[str, Any]:
         },
     }
     if settings["REDIS_URL"]:
-        if not settings["CACHE_KEY_PREFIX"]:
-            raise config.ConfigError(
-                "REFAPI_CACHE_KEY_PREFIX must not be empty with Redis: refapi only ever deletes "
-                "keys under its prefix."
-            )
         timeout = settings["REDIS_TIMEOUT"]
         derived.update(
             CACHE_TYPE="refapi.caching.ResilientRedisCache",

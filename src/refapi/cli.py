@@ -12,7 +12,23 @@ from flask.cli import with_appcontext
 from refapi.indices import services as indices
 from refapi.zipcodes import services as zipcodes
 
-logger = logging.getLogger("refapi.deploy")
+
+def _upgrade(directory: str) -> None:
+    """Alembic's upgrade, without leaving its logging behind.
+
+    migrations/env.py gives the root logger alembic.ini's handler when it has none, for the
+    migration's own lines. refapi's loggers have their handler and also propagate to the root,
+    so every later line of theirs was printed twice, the second time as "WARNI [refapi...]".
+    """
+    root = logging.getLogger()
+    before = list(root.handlers)
+    try:
+        flask_migrate.upgrade(directory=directory)
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in before:
+                root.removeHandler(handler)
+                handler.close()
 
 
 @click.command("deploy")
@@ -33,7 +49,7 @@ logger = logging.getLogger("refapi.deploy")
 @with_appcontext
 def deploy(seed: bool, directory: str) -> None:
     """Apply the database migrations, then seed reference data when asked."""
-    flask_migrate.upgrade(directory=directory)
+    _upgrade(directory)
     click.echo("Database schema is up to date.")
     if not seed:
         return
@@ -44,7 +60,6 @@ def deploy(seed: bool, directory: str) -> None:
         click.echo(f"Imported the sample zipcode table: {imported.zipcodes} zipcodes.")
     if not current_app.config["STATBEL_URL"]:
         # Nothing to download from, now or later: the API does not retry either.
-        logger.warning("health index not downloaded during deploy: REFAPI_STATBEL_URL is empty")
         click.echo(
             "The health index was not downloaded: REFAPI_STATBEL_URL is empty, so the API will "
             "not download it either. Load it with `flask indices refresh --file ...`."
@@ -54,8 +69,12 @@ def deploy(seed: bool, directory: str) -> None:
         outcome = indices.refresh()
     except indices.RefreshFailed as error:
         # Statbel being down, or a file it refuses, must not block a deployment: the API
-        # refreshes on demand.
-        logger.warning("health index not downloaded during deploy: %s", error)
-        click.echo("The health index could not be downloaded now; the API will retry on demand.")
+        # refreshes on demand. A failed download is logged by refapi.indices with Statbel's URL
+        # and the reason; another reason (a refresh already running) is said here.
+        reason = str(error)
+        shown = "" if current_app.config["STATBEL_URL"] in reason else f" ({reason})"
+        click.echo(
+            f"The health index could not be downloaded now{shown}; the API will retry on demand."
+        )
         return
     click.echo(f"Health index stored: latest month {outcome.latest_month}.")

@@ -7,10 +7,19 @@ configuration table is checked against ``SETTINGS`` by a test, so the two never 
 
 from __future__ import annotations
 
+import math
 import os
+import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+from gunicorn.util import parse_address as bind_address
+from redis import connection as redis_connection
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 ENV_PREFIX = "REFAPI_"
 
@@ -31,23 +40,38 @@ class Setting:
         return ENV_PREFIX + self.name
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(
+            f"expected a whole number such as 1048576 (no unit), got {text!r}"
+        ) from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _integer(text)
     if value <= 0:
-        raise ValueError(f"expected a positive integer, got {text!r}")
+        raise ValueError(f"expected a positive whole number, got {text!r}")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _integer(text)
     if value < 0:
-        raise ValueError(f"expected zero or a positive integer, got {text!r}")
+        raise ValueError(f"expected zero or a positive whole number, got {text!r}")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(
+            f"expected a number of seconds such as 0.5 (no unit), got {text!r}"
+        ) from None
+    # float() also reads "nan" and "inf", which no timeout can be.
+    if not (math.isfinite(value) and value > 0):
         raise ValueError(f"expected a positive number, got {text!r}")
     return value
 
@@ -63,18 +87,115 @@ def _text(text: str) -> str:
     return text.strip()
 
 
+# The database URLs refapi runs on, as the message that says so. The driver of each is installed
+# with refapi (psycopg 3; Python's sqlite3); app.database_url points postgresql:// at psycopg.
+DATABASE_FORMS = (
+    "SQLite (sqlite:///refapi.sqlite3, sqlite:////absolute/path.sqlite3) or PostgreSQL "
+    "(postgresql://user:password@host:5432/refapi)"
+)
+_DATABASE_DRIVERS = {"sqlite": {"", "pysqlite"}, "postgresql": {"", "psycopg"}, "postgres": {""}}
+
+
+def _database_url(text: str) -> str:
+    """A SQLAlchemy URL of a supported database. Messages never quote it: it holds a password."""
+    text = text.strip()
+    try:
+        url = make_url(text)
+    except (ArgumentError, ValueError):
+        # ValueError: a port that is not a number.
+        raise ValueError(f"not a database URL; expected {DATABASE_FORMS}") from None
+    backend, _, driver = url.drivername.partition("+")
+    drivers = _DATABASE_DRIVERS.get(backend)
+    if drivers is None:
+        raise ValueError(f"{backend} is not supported: refapi runs on {DATABASE_FORMS}")
+    if driver not in drivers:
+        raise ValueError(
+            f"the {driver} driver is not supported: write {backend}:// (refapi uses "
+            f"{'psycopg 3' if backend.startswith('postgres') else 'sqlite3'})"
+        )
+    return text
+
+
+REDIS_FORMS = (
+    "redis://[:password@]host:6379/0, rediss://... (TLS) or unix:///path/to/redis.sock; "
+    "empty for the in-process cache"
+)
+
+
+def _redis_url(text: str) -> str:
+    """A URL redis-py reads (its own parser), or empty. Messages never quote it: a password."""
+    text = text.strip()
+    if not text:
+        return text
+    try:
+        redis_connection.parse_url(text)
+    except ValueError:
+        raise ValueError(f"not a Redis URL; expected {REDIS_FORMS}") from None
+    parts = urlsplit(text)
+    # redis-py ignores a database that is not a number and uses database 0: say so instead.
+    database = parts.path.strip("/")
+    if parts.scheme != "unix" and database and not database.isdigit():
+        raise ValueError(f"the database after the host must be a number, as in {REDIS_FORMS}")
+    return text
+
+
+def _http_url_or_empty(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return text
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError when the port is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(
+            "expected an http:// or https:// URL, or empty to import the health index from a "
+            "file only (flask --app wsgi indices refresh --file FILE)"
+        )
+    return text
+
+
+BIND_FORMS = "host:port (127.0.0.1:5000, 0.0.0.0:5000, [::1]:5000) or unix:/path/to/socket"
+
+
+def _bind(text: str) -> str:
+    """An address gunicorn can listen on, read by gunicorn's own parser.
+
+    gunicorn reads a bare host as port 8000 and an unknown host as one to look up; both only
+    fail when a worker binds ("Can't connect to ('nonsense', 8000)"), so the port is required
+    and the host must resolve here.
+    """
+    text = text.strip()
+    if text.startswith("unix:"):
+        if not bind_address(text):
+            raise ValueError(f"unix: needs the socket's path; expected {BIND_FORMS}")
+        return text
+    if text.startswith("fd://") or not re.fullmatch(r"(\[[^\]]*\]|[^\[\]:/]+):\d+", text):
+        raise ValueError(f"expected {BIND_FORMS}, got {text!r}")
+    host, port = bind_address(text)
+    if not 0 <= port < 65536:  # 0: any free port, as tests use
+        raise ValueError(f"the port must be 0 to 65535, got {text!r}")
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError):
+        raise ValueError(f"the host {host!r} is neither an IP address nor a known name") from None
+    return text
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "DATABASE_URL",
         "sqlite:///refapi.sqlite3",
-        _text,
-        "SQLAlchemy database URL. A relative SQLite path is inside the instance folder. "
+        _database_url,
+        "SQLAlchemy database URL, SQLite or PostgreSQL. A relative SQLite path is inside the "
+        "instance folder. "
         "Production: `postgresql+psycopg://user:password@host:5432/refapi`.",
     ),
     Setting(
         "REDIS_URL",
         "",
-        _text,
+        _redis_url,
         "Redis URL for the shared cache (`redis://host:6379/0`). Empty: an in-process "
         "SimpleCache, coherent only with a single worker process.",
     ),
@@ -146,8 +267,9 @@ SETTINGS: tuple[Setting, ...] = (
         "STATBEL_URL",
         "https://statbel.fgov.be/sites/default/files/files/opendata/"
         "Consumptieprijsindex%20en%20gezondheidsindex/CPI%20All%20base%20years.zip",
-        _text,
-        "Where the health index is downloaded from: Statbel's ZIP of every base year.",
+        _http_url_or_empty,
+        "Where the health index is downloaded from: Statbel's ZIP of every base year (http or "
+        "https). Empty: never downloaded; import a file with `flask indices refresh --file`.",
     ),
     Setting(
         "STATBEL_TIMEOUT",
@@ -202,8 +324,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "BIND",
         "0.0.0.0:5000",
-        _text,
-        "(gunicorn) Address and port the server listens on.",
+        _bind,
+        "(gunicorn) Address the server listens on: `host:port` (`[::1]:5000` for IPv6) or "
+        "`unix:/path/to/socket`. `make run` uses `127.0.0.1:5000`.",
     ),
     Setting(
         "WORKERS",
@@ -259,3 +382,46 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]
         except ValueError as error:
             raise ConfigError(f"{setting.env_var}: {error}") from None
     return values
+
+
+def check(settings: Mapping[str, Any]) -> None:
+    """What no single setting tells: settings that must agree, and the instance folder SQLite needs.
+
+    ``create_app`` calls it, and so does gunicorn's master (gunicorn.conf.py), so that a mistake
+    stops the server once with this message instead of failing every worker's boot.
+    """
+    if settings["REDIS_URL"] and not settings["CACHE_KEY_PREFIX"]:
+        raise ConfigError(
+            "REFAPI_CACHE_KEY_PREFIX must not be empty with Redis: refapi only ever deletes "
+            "keys under its prefix."
+        )
+    _check_sqlite_folder(settings)
+
+
+def _check_sqlite_folder(settings: Mapping[str, Any]) -> None:
+    try:
+        url = make_url(settings["DATABASE_URL"])
+    except (ArgumentError, ValueError):
+        return  # a URL given to create_app directly: SQLAlchemy's own error follows
+    if url.get_backend_name() != "sqlite" or url.database in {None, "", ":memory:"}:
+        return
+    if url.query.get("uri") or url.database.startswith("file:"):
+        return  # a URI filename: SQLite's to interpret
+    if os.path.isabs(url.database):
+        # A missing folder there is a database that does not answer: /ready says so (503).
+        return
+    # Flask-SQLAlchemy puts a relative SQLite file in the instance folder, and creates that.
+    folder = instance_path(settings)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"REFAPI_INSTANCE_PATH: cannot create {folder} for the SQLite database "
+            f"({error.strerror}): point REFAPI_INSTANCE_PATH at a writable folder, or give "
+            "REFAPI_DATABASE_URL an absolute path (sqlite:////path/to/refapi.sqlite3)."
+        ) from None
+
+
+def instance_path(settings: Mapping[str, Any]) -> str:
+    """The folder for local state: ``INSTANCE_PATH``, or ``instance/`` in the working directory."""
+    return os.path.abspath(settings["INSTANCE_PATH"] or "instance")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,7 +121,19 @@ def test_the_migrate_service_is_one_shot_flask_deploy(compose):
 def test_only_the_api_publishes_a_port(compose):
     published = {name for name, service in compose["services"].items() if "ports" in service}
     assert published == {"api"}
-    assert compose["services"]["api"]["ports"] == ["${REFAPI_PORT:-5000}:5000"]
+    # On the loopback by default: the API trusts one proxy's X-Forwarded-For, which a client
+    # reaching port 5000 directly could forge.
+    assert compose["services"]["api"]["ports"] == [
+        "${REFAPI_PUBLISH:-127.0.0.1}:${REFAPI_PORT:-5000}:5000"
+    ]
+    assert compose["services"]["api"]["environment"]["REFAPI_PROXY_X_FOR"] == (
+        "${REFAPI_PROXY_X_FOR:-1}"
+    )
+
+
+def test_env_example_publishes_on_the_loopback_address():
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    assert re.search(r"^REFAPI_PUBLISH=127\.0\.0\.1$", example, re.MULTILINE)
 
 
 def test_api_keys_come_from_a_compose_secret(compose):
@@ -164,3 +178,42 @@ def test_env_example_documents_every_variable_compose_interpolates():
     documented = set(re.findall(r"^#? ?([A-Z_]+)=", example, re.MULTILINE))
     assert interpolated <= documented, interpolated - documented
     assert documented <= interpolated, documented - interpolated
+
+
+@pytest.mark.parametrize(
+    ("bind", "url"),
+    [
+        (None, "http://127.0.0.1:5000/authorize"),
+        ("127.0.0.1:5999", "http://127.0.0.1:5999/authorize"),
+        ("0.0.0.0:8000", "http://127.0.0.1:8000/authorize"),
+        ("unix:/tmp/refapi.sock", "--unix-socket /tmp/refapi.sock http://localhost/authorize"),
+    ],
+)
+def test_make_run_prints_a_curl_to_the_address_it_serves_on(tmp_path, bind, url):
+    # It printed http://127.0.0.1:5000 whatever REFAPI_BIND said.
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("REFAPI_")}
+    if bind is not None:
+        env["REFAPI_BIND"] = bind
+    result = subprocess.run(
+        [make, "-s", "dev-key", f"INSTANCE={tmp_path}", f"VENV={sys.prefix}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    secret = (tmp_path / "dev-api-keys").read_text(encoding="utf-8").split("dev:")[1].strip()
+    assert result.stdout.splitlines()[-1] == f'Try: curl -H "X-API-Key: {secret}" {url}'
+    dry_run = subprocess.run(
+        [make, "-n", "run", f"INSTANCE={tmp_path}", f"VENV={sys.prefix}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"REFAPI_BIND={bind or '127.0.0.1:5000'} " in dry_run

@@ -49,6 +49,14 @@ def test_the_access_log_has_one_parseable_line_per_request_with_its_id(serve):
     assert TEST_KEY not in server.log
 
 
+def test_the_log_says_where_the_server_listens(serve):
+    # gunicorn's line named no address ("Listening at:  (pid)"): with reuse_port the master
+    # holds no socket.
+    server = serve()
+    assert f"Listening at: {server.url} (" in server.log
+    assert "Listening at:  (" not in server.log
+
+
 def test_sigterm_is_a_clean_exit(serve):
     server = serve()
     assert server.get("/ping").status_code == 200

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from refapi.store import services
+
 
 @pytest.fixture
 def filled(client, auth_headers, other_auth_headers):
@@ -34,7 +36,7 @@ def test_export_writes_every_clients_entries_as_json_lines_in_order(filled, runn
     assert lines[2]["version"] == 2
     assert set(lines[2]) == {"client", "key", "value", "version", "created_at", "updated_at"}
     assert "🦄" in target.read_text(encoding="utf-8")
-    assert "exported 3 entries" in result.output
+    assert "Exported 3 entries." in result.output
 
 
 def test_export_of_one_client(filled, runner, tmp_path):
@@ -54,7 +56,7 @@ def test_export_then_import_into_an_empty_store_restores_everything(
     restored = make_app(DATABASE_URL=f"sqlite:///{tmp_path / 'restored.sqlite3'}", REDIS_URL="")
     result = restored.test_cli_runner().invoke(args=["store", "import", str(backup)])
     assert result.exit_code == 0, result.output
-    assert "imported 3 entries" in result.output
+    assert "Imported 3 entries." in result.output
     client = restored.test_client()
     assert client.get("/get/b", headers=auth_headers).get_json() == before
     assert client.get("/get/a/%F0%9F%A6%84%20x", headers=auth_headers).get_json()["value"] == [
@@ -119,7 +121,7 @@ def test_import_reports_every_bad_line_by_number_and_imports_nothing(
         assert f"line {number}:" in result.output
     assert "line 1:" not in result.output
     assert "repeats the key of line 1" in result.output
-    assert "nothing was imported" in result.output
+    assert "Nothing was imported." in result.output
     assert client.get("/keys", headers=auth_headers).get_json()["total"] == 0
 
 
@@ -160,3 +162,68 @@ def test_import_refuses_existing_keys_unless_told_to_replace_them(
 def test_import_of_a_missing_file_fails(runner, tmp_path):
     result = runner.invoke(args=["store", "import", str(tmp_path / "nope.jsonl")])
     assert result.exit_code != 0
+
+
+def test_an_export_of_no_entries_writes_an_empty_file(runner, tmp_path):
+    # A backup script checks that the file exists: it was never created for zero entries.
+    target = tmp_path / "tester.jsonl"
+    result = runner.invoke(args=["store", "export", str(target), "--client", "tester"])
+    assert result.exit_code == 0, result.output
+    assert target.read_bytes() == b""
+    assert "Exported 0 entries." in result.output
+
+
+def test_an_export_replaces_the_previous_one(filled, runner, tmp_path):
+    (tmp_path / "backups").mkdir()
+    target = tmp_path / "backups" / "backup.jsonl"
+    target.write_text("old\n", encoding="utf-8")
+    target.chmod(0o640)
+    result = runner.invoke(args=["store", "export", str(target), "--client", "other"])
+    assert result.exit_code == 0, result.output
+    assert [line["value"] for line in _lines(target)] == ["theirs"]
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert [path.name for path in target.parent.iterdir()] == ["backup.jsonl"]
+
+
+def test_an_export_that_fails_half_way_leaves_the_previous_file_and_no_partial_one(
+    filled, runner, tmp_path, monkeypatch
+):
+    # click's atomic file renamed what it had written over the target even on an error, so a
+    # partial backup looked complete.
+    target = tmp_path / "backup.jsonl"
+    target.write_text("previous\n", encoding="utf-8")
+    before = set(tmp_path.iterdir())
+
+    def entries_then_failure(client=None):
+        yield from original(client=client)
+        raise RuntimeError("the database went away")
+
+    original = services.export_entries
+    monkeypatch.setattr(services, "export_entries", entries_then_failure)
+    result = runner.invoke(args=["store", "export", str(target)])
+    assert result.exit_code != 0
+    assert target.read_text(encoding="utf-8") == "previous\n"
+    assert set(tmp_path.iterdir()) == before
+
+
+def test_an_export_into_a_missing_folder_says_so(runner, tmp_path):
+    result = runner.invoke(args=["store", "export", str(tmp_path / "nope" / "backup.jsonl")])
+    assert result.exit_code == 1
+    assert "Cannot write" in result.output
+    assert "Nothing was exported." in result.output
+
+
+def test_an_export_to_standard_output_and_one_entry_in_the_singular(
+    runner, client, auth_headers, tmp_path
+):
+    client.post("/save", json={"key": "k", "value": 1}, headers=auth_headers)
+    result = runner.invoke(args=["store", "export", "-"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[0])["key"] == "k"
+    assert "Exported 1 entry." in result.stderr
+    backup = tmp_path / "one.jsonl"
+    backup.write_text(result.stdout, encoding="utf-8")
+    client.delete("/delete/k", headers=auth_headers)
+    imported = runner.invoke(args=["store", "import", str(backup)])
+    assert imported.exit_code == 0, imported.output
+    assert "Imported 1 entry." in imported.output

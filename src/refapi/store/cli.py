@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import stat
+import tempfile
 from typing import IO, Any
 
 import click
@@ -19,11 +23,30 @@ MAX_REPORTED_PROBLEMS = 20
 
 
 @click.command("export")
-@click.argument("file", type=click.File("w", encoding="utf-8", atomic=True))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--client", help="Export only this client's entries (default: every client).")
 @with_appcontext
-def export_command(file: IO[str], client: str | None) -> None:
-    """Write every entry to FILE as JSON lines ('-' for standard output)."""
+def export_command(file: str, client: str | None) -> None:
+    """Write every entry to FILE as JSON lines ('-' for standard output).
+
+    FILE is always written, empty when there is no entry, and only once it is complete: the
+    lines go to a new file beside it, which replaces FILE when all are on disk.
+    """
+    if file == "-":
+        with click.open_file("-", "w", encoding="utf-8") as out:
+            count = _write_entries(out, client)
+    else:
+        try:
+            count = _export_to(file, client)
+        except OSError as error:
+            raise click.ClickException(
+                f"Cannot write {click.format_filename(file)}: {error.strerror}. Nothing was "
+                "exported."
+            ) from None
+    click.echo(f"Exported {_entries(count)}.", err=True)
+
+
+def _write_entries(out: IO[str], client: str | None) -> int:
     count = 0
     for entry in services.export_entries(client=client):
         line = {
@@ -31,9 +54,49 @@ def export_command(file: IO[str], client: str | None) -> None:
             "created_at": entry["created_at"].isoformat(),
             "updated_at": entry["updated_at"].isoformat(),
         }
-        file.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
+        out.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
         count += 1
-    click.echo(f"exported {count} entries", err=True)
+    return count
+
+
+def _export_to(file: str, client: str | None) -> int:
+    """Export into a new file beside ``file``, synced, then renamed over it.
+
+    click's atomic File opened nothing until the first line (no file for no entries), and
+    renamed what it had over the target even when the export failed half-way. A reader of
+    ``file`` sees the previous export or this whole one, never part of one.
+    """
+    target = os.path.realpath(file)
+    folder = os.path.dirname(target)
+    descriptor, partial = tempfile.mkstemp(
+        dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".partial"
+    )
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            count = _write_entries(out, client)
+            out.flush()
+            os.fsync(out.fileno())
+        # A new export is its owner's only (mkstemp's 0600: it holds every client's data); one
+        # that replaces a file keeps that file's mode.
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(partial, stat.S_IMODE(os.stat(target).st_mode))
+        os.replace(partial, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
+    # The rename itself on disk too; not every file system lets a folder be synced.
+    with contextlib.suppress(OSError):
+        folder_descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(folder_descriptor)
+        finally:
+            os.close(folder_descriptor)
+    return count
+
+
+def _entries(count: int) -> str:
+    return "1 entry" if count == 1 else f"{count} entries"
 
 
 @click.command("import")
@@ -55,12 +118,12 @@ def import_command(file: IO[str], client: str | None, replace: bool) -> None:
                 "(use --replace to overwrite it)"
             )
     if problems:
-        _fail(problems, "nothing was imported")
+        _fail(problems, "Nothing was imported.")
     try:
         services.import_entries(entries, replace=replace)
     except IntegrityError:
-        _fail(["a key was created while importing"], "nothing was imported; run it again")
-    click.echo(f"imported {len(entries)} entries", err=True)
+        _fail(["A key was created while importing."], "Nothing was imported; run it again.")
+    click.echo(f"Imported {_entries(len(entries))}.", err=True)
 
 
 def _parse(

@@ -1,0 +1,93 @@
+"""gunicorn.conf.py: what the server is told, and what its master says at start-up."""
+
+from __future__ import annotations
+
+import logging
+import runpy
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from gunicorn.config import Config
+
+from tests.conftest import API_KEYS
+
+GUNICORN_CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+
+
+def gunicorn_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, Any]:
+    monkeypatch.setenv("REFAPI_API_KEYS", API_KEYS)
+    for name, value in env.items():
+        monkeypatch.setenv(f"REFAPI_{name}", value)
+    return runpy.run_path(str(GUNICORN_CONF))
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def error_log():
+    """gunicorn's error logger, with what it writes recorded and its filters restored."""
+    logger = logging.getLogger("gunicorn.error")
+    filters, level = list(logger.filters), logger.level
+    lines = Lines()
+    logger.addHandler(lines)
+    logger.setLevel(logging.INFO)
+    yield logger, lines.lines
+    logger.removeHandler(lines)
+    logger.filters[:] = filters
+    logger.setLevel(level)
+
+
+def started(settings: dict[str, Any], logger: logging.Logger) -> None:
+    """What the arbiter's start writes about its sockets: none, as with reuse_port."""
+    config = Config()
+    config.set("bind", settings["bind"])
+    server = SimpleNamespace(cfg=config, LISTENERS=[], pid=4242, log=logger)
+    settings["on_starting"](server)
+    # gunicorn 27's Arbiter.start, word for word: the master's sockets, of which it has none.
+    logger.info("Listening at: %s (%s)", ",".join(str(s) for s in server.LISTENERS), server.pid)
+
+
+@pytest.mark.parametrize(
+    ("bind", "shown"),
+    [
+        ("127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("0.0.0.0:8080", "http://0.0.0.0:8080"),
+        ("[::1]:5000", "http://[::1]:5000"),
+    ],
+)
+def test_the_listening_at_line_names_the_address_though_the_master_holds_no_socket(
+    monkeypatch, error_log, bind, shown
+):
+    # Each worker binds its own socket (reuse_port), so gunicorn's line named none:
+    # "Listening at:  (13613)". An operator must see where the server listens.
+    settings = gunicorn_settings(monkeypatch, BIND=bind)
+    assert settings["reuse_port"] is True
+    logger, lines = error_log
+    started(settings, logger)
+    assert lines == [f"Listening at: {shown} (4242)"]
+
+
+def test_other_lines_of_the_error_log_are_left_as_they_are(monkeypatch, error_log):
+    settings = gunicorn_settings(monkeypatch, BIND="127.0.0.1:5000")
+    logger, lines = error_log
+    started(settings, logger)
+    logger.info("Listening at: %s (%s)", "http://127.0.0.1:5000", 1)
+    logger.info("Booting worker with pid: %s", 7)
+    assert lines[1:] == ["Listening at: http://127.0.0.1:5000 (1)", "Booting worker with pid: 7"]
+
+
+def test_a_unix_socket_is_the_masters_one_socket(monkeypatch):
+    # SO_REUSEPORT does nothing for Unix sockets, and each worker binding the path would remove
+    # the socket file of the one before it: only the last worker could be reached.
+    settings = gunicorn_settings(monkeypatch, BIND="unix:/run/refapi/refapi.sock")
+    assert settings["reuse_port"] is False
+    assert settings["bind"] == "unix:/run/refapi/refapi.sock"
