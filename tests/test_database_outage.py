@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import uuid
 
 import psycopg
 import pytest
@@ -186,9 +187,46 @@ def _wrapped(cause, kind=sa.exc.OperationalError, **kwargs):
         (_wrapped(Exception(), sa.exc.DBAPIError, connection_invalidated=True), True),
         (_wrapped(sqlite3.OperationalError("database is locked")), True),
         (_wrapped(sqlite3.OperationalError("no such table: entries")), False),
+        (_wrapped(sqlite3.OperationalError("unable to open database file")), True),
+        (_wrapped(sqlite3.OperationalError("database or disk is full")), True),
+        (_wrapped(sqlite3.OperationalError("disk I/O error")), True),
         (sa.exc.TimeoutError("QueuePool limit of size 5 overflow 10 reached"), True),
         (sa.exc.NoResultFound(), False),
     ],
 )
 def test_which_database_errors_mean_the_database_is_unavailable(error, unavailable):
     assert database_unavailable(error) is unavailable
+
+
+def test_an_sqlite_file_that_cannot_be_opened_is_503(app_config, tmp_path, auth_headers):
+    # Its folder is gone (a volume not mounted, say): the database does not answer, as /ready says.
+    app = create_app({**app_config, "DATABASE_URL": f"sqlite:///{tmp_path}/gone/refapi.sqlite3"})
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # as in production
+    client = app.test_client()
+    for path in ("/get/k", "/zipcodes/1000"):
+        response = client.get(path, headers=auth_headers)
+        assert response.status_code == 503, path
+        assert response.get_json()["code"] == "DATABASE_UNAVAILABLE"
+        assert response.headers["Retry-After"] == "5"
+    assert client.get("/ready").status_code == 503
+
+
+def test_a_500_from_the_database_does_not_log_the_statements_values(make_app, auth_headers, caplog):
+    app = make_app()
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # as in production
+    blp = Blueprint("values_in_sql_for_tests", __name__)
+    # Made at run time: the logged traceback quotes this file's source lines.
+    value = f"precious-{uuid.uuid4().hex}"
+
+    @blp.route("/values-in-sql-for-tests")
+    class ValuesInSql(MethodView):
+        def get(self):
+            statement = sa.text("INSERT INTO no_such_table (secret) VALUES (:secret)")
+            db.session.execute(statement, {"secret": value})
+
+    api.register_blueprint(blp)
+    caplog.set_level(logging.ERROR)
+    response = app.test_client().get("/values-in-sql-for-tests", headers=auth_headers)
+    assert response.status_code == 500
+    assert [record for record in caplog.records if record.exc_info]  # the traceback is logged
+    assert value not in caplog.text

@@ -8,6 +8,7 @@ import re
 import secrets
 import sqlite3
 import sys
+import threading
 import types
 from collections.abc import Callable, Mapping
 from typing import IO, Any, cast
@@ -224,12 +225,14 @@ def _engine_options(url: str) -> dict[str, Any]:
             f"SQLite {sqlite3.sqlite_version} is too old (3.35 or newer is needed): use a Python "
             "built with a newer SQLite, or PostgreSQL (REFAPI_DATABASE_URL)."
         )
+    # A statement's parameters are stored values: SQLAlchemy leaves them out of its errors' text,
+    # so that a 500's logged traceback does not hold a client's data.
+    options: dict[str, Any] = {"hide_parameters": True}
     if url.startswith("postgresql"):
-        return {
-            "pool_pre_ping": True,
-            "connect_args": {"connect_timeout": DATABASE_CONNECT_TIMEOUT},
-        }
-    return {}
+        options.update(
+            pool_pre_ping=True, connect_args={"connect_timeout": DATABASE_CONNECT_TIMEOUT}
+        )
+    return options
 
 
 def _read_binds(url: str) -> dict[str, Any]:
@@ -259,11 +262,23 @@ def _write_ahead_log(dbapi_connection: sqlite3.Connection, _record: Any) -> None
 
     A commit then syncs one file once, where the default rollback journal syncs the journal and
     the database each time (issue 8: the write ahead log took a save from 2.9 to 1.8 ms of CPU),
-    and readers and the writer no longer wait for each other. ``synchronous`` stays SQLite's
-    FULL, so a commit is on disk before the API answers. The mode is kept in the database file;
-    an in-memory database keeps its own.
+    and readers and the writer no longer wait for each other. ``synchronous`` is FULL, so a
+    commit is on disk before the API answers (some SQLite builds default to NORMAL in this
+    mode). The mode is kept in the database file; an in-memory database keeps its own, and a
+    filesystem without the shared memory the log needs keeps the rollback journal: said once.
     """
-    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+    (mode,) = dbapi_connection.execute("PRAGMA journal_mode=WAL").fetchone()
+    dbapi_connection.execute("PRAGMA synchronous=FULL")
+    if mode not in ("wal", "memory") and not _WAL_REFUSED.is_set():
+        _WAL_REFUSED.set()
+        logging.getLogger("refapi").warning(
+            "SQLite kept its %s journal instead of the write-ahead log: writes are slower, and "
+            "reads wait for them",
+            mode,
+        )
+
+
+_WAL_REFUSED = threading.Event()
 
 
 class _RequestIdFilter(logging.Filter):

@@ -190,10 +190,18 @@ DATABASE_RETRY_AFTER_SECONDS = 5
 # shutting down, crashed or starting up; a statement or lock timeout.
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53")
 _UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57014", "55P03"})
-# SQLite's SQLITE_BUSY and SQLITE_LOCKED (primary result codes): another connection held the
-# lock for longer than the busy timeout. sqlite3 gives the code from Python 3.11 on.
-_SQLITE_BUSY_CODES = frozenset({5, 6})
-_SQLITE_BUSY_MESSAGES = ("database is locked", "database table is locked")
+# SQLite's primary result codes of a database it cannot use now: SQLITE_BUSY and SQLITE_LOCKED
+# (another connection held the lock for longer than the busy timeout), SQLITE_IOERR, SQLITE_FULL
+# (the disk) and SQLITE_CANTOPEN (the file or its folder is missing or not readable). sqlite3
+# gives the code from Python 3.11 on; before, its message says which.
+_SQLITE_UNAVAILABLE_CODES = frozenset({5, 6, 10, 13, 14})
+_SQLITE_UNAVAILABLE_MESSAGES = (
+    "database is locked",
+    "database table is locked",
+    "disk I/O error",
+    "database or disk is full",
+    "unable to open database file",
+)
 
 
 def database_unavailable(error: BaseException) -> bool:
@@ -201,8 +209,9 @@ def database_unavailable(error: BaseException) -> bool:
 
     True for the pool's timeout, a connection SQLAlchemy found broken, a connection psycopg could
     not make or lost (its errors without a SQLSTATE are its own, about the connection), the
-    SQLSTATEs above, and SQLite's busy database. A ProgrammingError, an IntegrityError and the
-    like, or sqlite3's OperationalError for a missing table, are bugs: 500.
+    SQLSTATEs above, and SQLite's busy, full or missing database. A ProgrammingError, an
+    IntegrityError and the like, or sqlite3's OperationalError for a missing table, are bugs:
+    500.
     """
     if isinstance(error, sa.exc.TimeoutError):
         return True
@@ -216,8 +225,8 @@ def database_unavailable(error: BaseException) -> bool:
     if isinstance(cause, sqlite3.Error):
         code = getattr(cause, "sqlite_errorcode", None)
         if code is None:  # Python 3.10
-            return str(cause).startswith(_SQLITE_BUSY_MESSAGES)
-        return code & 0xFF in _SQLITE_BUSY_CODES
+            return str(cause).startswith(_SQLITE_UNAVAILABLE_MESSAGES)
+        return code & 0xFF in _SQLITE_UNAVAILABLE_CODES
     if not hasattr(cause, "sqlstate"):  # not psycopg
         return False
     state: str | None = cause.sqlstate  # type: ignore[union-attr]
