@@ -222,7 +222,8 @@ def test_a_path_is_logged_as_the_utf8_it_was_sent_in():
     assert log_text("/get/café".encode().decode("latin-1")) == "/get/café"
     # A byte that is not UTF-8 is written as an escape; a C1 control as one too.
     assert log_text(b"/get/\xff".decode("latin-1")) == "/get/\\xff"
-    assert log_text("/get/\u009b".encode().decode("latin-1")) == "/get/\\x9b"
+    assert log_text("/get/\u009b".encode().decode("latin-1")) == "/get/\\u009b"
+    assert log_text(b"/get/\x9b".decode("latin-1")) == "/get/\\x9b"  # the byte, not U+009B
 
 
 def test_a_path_with_an_encoded_newline_cannot_forge_a_line(tmp_path):

@@ -59,6 +59,7 @@ def test_an_invalid_environment_value_refuses_to_start_naming_the_variable(varia
         ("REFAPI_REDIS_URL", "http://x", r"redis://\[:password@\]host:6379/0"),
         ("REFAPI_REDIS_URL", "redis://cache:port/0", "not a Redis URL"),
         ("REFAPI_REDIS_URL", "redis://cache:6379/zero", "database after the host must be a number"),
+        ("REFAPI_REDIS_URL", "redis://cache:6379/²", "database after the host must be a number"),
         (
             "REFAPI_MAX_CONTENT_LENGTH",
             "1MB",

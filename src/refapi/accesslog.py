@@ -40,7 +40,13 @@ _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 def _escape(match: re.Match[str]) -> str:
     character = match[0]
     code = ord(character)
-    return _ESCAPES.get(character) or f"\\x{code - 0xDC00 if code >= 0xDC80 else code:02x}"
+    if character in _ESCAPES:
+        return _ESCAPES[character]
+    if code >= 0xDC80:  # a byte that was not UTF-8
+        return f"\\x{code - 0xDC00:02x}"
+    # A control character: C0 and DEL as \x.., C1 (two bytes in UTF-8) as \u.., so that neither
+    # reads as the other or as a byte that was not UTF-8.
+    return f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}"
 
 
 def log_text(text: str) -> str:
@@ -48,9 +54,9 @@ def log_text(text: str) -> str:
 
     WSGI gives a path and headers as their bytes decoded as latin-1: they are read as the UTF-8
     they almost always are (a byte that is not UTF-8 is written ``\\xff``), so ``/é`` is logged
-    as ``/é``. Quotes and backslashes are escaped, and control characters written as escapes:
-    a path with ``%0A`` in it cannot end its field or start a forged line of its own. (gunicorn's
-    own logger escapes only quotes.)
+    as ``/é``. Quotes and backslashes are escaped, and control characters written as escapes
+    (``\\n``, ``\\x07``, ``\\u009b``): a path with ``%0A`` in it cannot end its field or start
+    a forged line of its own. (gunicorn's own logger escapes only quotes.)
     """
     if not text.isascii():
         # Not bytes-as-latin-1 when gunicorn decoded it itself (a Basic auth user name).

@@ -141,15 +141,19 @@ class JsonOnlyParser(FlaskParser):
             self._unreadable_json(error, "The request body nests arrays and objects too deeply.")
         except ValueError as error:
             # Python refuses to convert an integer of more digits than this (CVE-2020-10735).
+            too_long = "integer string conversion" in str(error)
             self._unreadable_json(
                 error,
                 "The request body holds an integer longer than "
-                f"{sys.get_int_max_str_digits()} digits.",
+                f"{sys.get_int_max_str_digits()} digits."
+                if too_long
+                else "The request body could not be read as JSON.",
             )
 
     @staticmethod
     def _unreadable_json(error: Exception, detail: str) -> NoReturn:
-        abort(400, exc=error, message=detail, messages={"json": [detail]})
+        # MALFORMED_JSON (refapi.errors), with this detail.
+        abort(400, exc=error, message=detail)
 
 
 class Blueprint(flask_smorest.Blueprint):

@@ -134,7 +134,7 @@ def _redis_url(text: str) -> str:
     parts = urlsplit(text)
     # redis-py ignores a database that is not a number and uses database 0: say so instead.
     database = parts.path.strip("/")
-    if parts.scheme != "unix" and database and not database.isdigit():
+    if parts.scheme != "unix" and database and not re.fullmatch("[0-9]+", database):
         raise ValueError(f"the database after the host must be a number, as in {REDIS_FORMS}")
     return text
 
