@@ -288,7 +288,8 @@ def measuring_cpu(server: Server) -> Iterator[dict[str, Any]]:
 def _busiest_share(
     server: Server, before: dict[int, float], after: dict[int, float]
 ) -> float | None:
-    """The share of the workers' CPU time that the busiest worker spent (None with one worker).
+    """The share of the workers' CPU time that the busiest worker spent (None with one worker,
+    or when the workers spent none: nothing to compare).
 
     A multi-process server whose workers share one listening socket (uvicorn --workers) may
     hand every connection of a load to one worker, which then serves alone: about half the
@@ -299,7 +300,7 @@ def _busiest_share(
     total = sum(spent)
     if len(spent) < 2:
         return None
-    return max(spent) / total if total > 0 else 1.0
+    return max(spent) / total if total > 0 else None
 
 
 def _busy(times: Any) -> float:
