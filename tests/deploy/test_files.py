@@ -197,8 +197,11 @@ def test_make_run_prints_a_curl_to_the_address_it_serves_on(tmp_path, bind, url)
     env = {key: value for key, value in os.environ.items() if not key.startswith("REFAPI_")}
     if bind is not None:
         env["REFAPI_BIND"] = bind
+    # The test's own environment as the virtualenv, taken as installed (-o): make must not
+    # install the development requirements into it.
+    venv = [f"VENV={sys.prefix}", "-o", f"{sys.prefix}/bin/.installed"]
     result = subprocess.run(
-        [make, "-s", "dev-key", f"INSTANCE={tmp_path}", f"VENV={sys.prefix}"],
+        [make, "-s", "dev-key", f"INSTANCE={tmp_path}", *venv],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -209,7 +212,7 @@ def test_make_run_prints_a_curl_to_the_address_it_serves_on(tmp_path, bind, url)
     secret = (tmp_path / "dev-api-keys").read_text(encoding="utf-8").split("dev:")[1].strip()
     assert result.stdout.splitlines()[-1] == f'Try: curl -H "X-API-Key: {secret}" {url}'
     dry_run = subprocess.run(
-        [make, "-n", "run", f"INSTANCE={tmp_path}", f"VENV={sys.prefix}"],
+        [make, "-n", "run", f"INSTANCE={tmp_path}", *venv],
         cwd=ROOT,
         env=env,
         capture_output=True,
