@@ -64,22 +64,21 @@ def test_a_valid_body_passes(client, auth_headers):
     assert response.get_json() == {"name": "x", "count": 1}
 
 
-def test_malformed_json_is_400(client, auth_headers):
-    response = client.post(
-        "/echo-for-tests",
-        data=b'{"name": "x",',
-        headers={**auth_headers, "Content-Type": "application/json"},
+def _post_json_text(client, data, auth_headers):
+    """POST ``data`` as it is, labelled as JSON, to the echo route."""
+    return client.post(
+        "/echo-for-tests", data=data, headers={**auth_headers, "Content-Type": "application/json"}
     )
+
+
+def test_malformed_json_is_400(client, auth_headers):
+    response = _post_json_text(client, b'{"name": "x",', auth_headers)
     body = assert_problem(response, 400, "MALFORMED_JSON")
     assert body["detail"] == "The request body is not valid JSON."
 
 
 def test_undecodable_bytes_are_400(client, auth_headers):
-    response = client.post(
-        "/echo-for-tests",
-        data=b'{"name": "\xff\xfe"}',
-        headers={**auth_headers, "Content-Type": "application/json"},
-    )
+    response = _post_json_text(client, b'{"name": "\xff\xfe"}', auth_headers)
     assert_problem(response, 400, "MALFORMED_JSON")
 
 
@@ -91,20 +90,16 @@ def roomy_client(app, client):
 
 
 def test_an_integer_too_long_to_read_is_400_saying_so(roomy_client, auth_headers):
-    response = roomy_client.post(
-        "/echo-for-tests",
-        data='{"name": "x", "count": 1' + "0" * 5000 + "}",
-        headers={**auth_headers, "Content-Type": "application/json"},
+    response = _post_json_text(
+        roomy_client, '{"name": "x", "count": 1' + "0" * 5000 + "}", auth_headers
     )
     body = assert_problem(response, 400, "MALFORMED_JSON")
     assert body["detail"] == "The request body holds an integer longer than 4300 digits."
 
 
 def test_a_body_nested_too_deep_to_read_is_400_saying_so(roomy_client, auth_headers):
-    response = roomy_client.post(
-        "/echo-for-tests",
-        data='{"name": "x", "count": ' + "[" * 100_000 + "]" * 100_000 + "}",
-        headers={**auth_headers, "Content-Type": "application/json"},
+    response = _post_json_text(
+        roomy_client, '{"name": "x", "count": ' + "[" * 100_000 + "]" * 100_000 + "}", auth_headers
     )
     body = assert_problem(response, 400, "MALFORMED_JSON")
     # Valid JSON: "not valid JSON" would send the client looking for a syntax error.

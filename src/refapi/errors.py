@@ -181,8 +181,8 @@ def handle_http_exception(error: HTTPException) -> Response:
     return problem_response(status=status, code=code, detail=detail, headers=headers, extra=extra)
 
 
-# Seconds a client should wait before trying again when the database cannot be reached, as /ready
-# says in the same case.
+# Seconds a client should wait before trying again when the database cannot be reached: on any
+# route, and on /ready.
 DATABASE_RETRY_AFTER_SECONDS = 5
 
 # PostgreSQL's SQLSTATEs of a database that cannot serve now but may soon: class 08 (connection

@@ -200,23 +200,16 @@ def test_make_run_prints_a_curl_to_the_address_it_serves_on(tmp_path, bind, url)
     # The test's own environment as the virtualenv, taken as installed (-o): make must not
     # install the development requirements into it.
     venv = [f"VENV={sys.prefix}", "-o", f"{sys.prefix}/bin/.installed"]
-    result = subprocess.run(
-        [make, "-s", "dev-key", f"INSTANCE={tmp_path}", *venv],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+
+    def run_make(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [make, *args, f"INSTANCE={tmp_path}", *venv]
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+
+    result = run_make("-s", "dev-key")
     assert result.returncode == 0, result.stdout + result.stderr
     secret = (tmp_path / "dev-api-keys").read_text(encoding="utf-8").split("dev:")[1].strip()
     assert result.stdout.splitlines()[-1] == f'Try: curl -H "X-API-Key: {secret}" {url}'
-    dry_run = subprocess.run(
-        [make, "-n", "run", f"INSTANCE={tmp_path}", *venv],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    dry_run = run_make("-n", "run")
+    assert dry_run.returncode == 0, dry_run.stderr
+    dry_run = dry_run.stdout
     assert f"REFAPI_BIND={bind or '127.0.0.1:5000'} " in dry_run

@@ -5,13 +5,11 @@ from __future__ import annotations
 from flask.views import MethodView
 
 from refapi.api import Blueprint, public
-from refapi.errors import ApiError
+from refapi.errors import DATABASE_RETRY_AFTER_SECONDS, ApiError
 from refapi.health import services
 from refapi.health.schemas import PingSchema, ReadinessSchema
 
 blp = Blueprint("health", __name__, description="Liveness and readiness, without a key.")
-
-READY_RETRY_AFTER_SECONDS = 5
 
 
 class NotReady(ApiError):
@@ -45,7 +43,7 @@ class Ready(MethodView):
         if checks["database"] != services.OK:
             raise NotReady(
                 "The database does not answer.",
-                headers={"Retry-After": str(READY_RETRY_AFTER_SECONDS)},
+                headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
                 checks=checks,
             )
         status = services.OK if checks["cache"] == services.OK else services.DEGRADED
