@@ -174,7 +174,8 @@ def _bind(text: str) -> str:
     if text.startswith("fd://") or not re.fullmatch(r"(\[[^\]]*\]|[^\[\]:/]+):\d+", text):
         raise ValueError(f"expected {BIND_FORMS}, got {text!r}")
     host, port = bind_address(text)
-    if not 0 <= port < 65536:  # 0: any free port, as tests use
+    # 0 is any free port, as gunicorn allows; with reuse_port each worker then gets its own.
+    if not 0 <= port < 65536:
         raise ValueError(f"the port must be 0 to 65535, got {text!r}")
     try:
         socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
