@@ -45,6 +45,13 @@ def test_import_prints_what_it_added_changed_and_removed(runner, write, table_ro
     assert table_rows() == {1000: "C", 1001: "C", 1002: "C", 1003: "A", 1315: "A", 9000: "B"}
 
 
+def test_a_table_of_one_zipcode_is_reported_in_the_singular(runner, write):
+    imported = import_file(runner, write("1000,A\n"))
+    assert "Imported 1 zipcode from" in imported.output
+    again = import_file(runner, "--if-empty", write("1000,A\n"))
+    assert "The risk table already has 1 zipcode; nothing imported." in again.output
+
+
 def test_importing_the_same_file_twice_gives_the_same_table_and_changes_nothing(
     runner, write, table_rows
 ):

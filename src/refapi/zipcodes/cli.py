@@ -11,6 +11,10 @@ from refapi.zipcodes import services
 from refapi.zipcodes.errors import RiskTableNotValid
 
 
+def _zipcodes(count: int) -> str:
+    return f"{count} zipcode" if count == 1 else f"{count} zipcodes"
+
+
 @click.command("import")
 @click.argument("file", type=click.File("rb"), required=False)
 @click.option(
@@ -34,7 +38,7 @@ def import_command(file: BinaryIO | None, if_empty: bool) -> None:
         source = getattr(file, "name", "standard input")
     # A start-up script runs this on every start: a loaded table ends it before the file is read.
     if if_empty and (existing := services.count()):
-        click.echo(f"The risk table already has {existing} zipcodes; nothing imported.")
+        click.echo(f"The risk table already has {_zipcodes(existing)}; nothing imported.")
         return
     content = file.read() if file is not None else services.sample_table()
     try:
@@ -43,11 +47,11 @@ def import_command(file: BinaryIO | None, if_empty: bool) -> None:
         lines = "\n".join(f"  line {p['line']}: {p['message']}" for p in error.problems)
         raise click.ClickException(f"{source}: {error.detail}\n{lines}") from None
     if result.skipped:
-        click.echo(f"The risk table already has {result.zipcodes} zipcodes; nothing imported.")
+        click.echo(f"The risk table already has {_zipcodes(result.zipcodes)}; nothing imported.")
         return
     if result.header is not None:
         click.echo(f"Skipped the header line: {result.header!r}")
     click.echo(
-        f"Imported {result.zipcodes} zipcodes from {source}: {result.added} added, "
+        f"Imported {_zipcodes(result.zipcodes)} from {source}: {result.added} added, "
         f"{result.changed} changed, {result.removed} removed."
     )
