@@ -32,8 +32,10 @@ keepalive = 5
 # of keep-alive connections (a proxy's pool, a load generator) and serves them all on one core
 # while the others idle: issue 8's benchmark measured a third of the throughput when that happened.
 # Not on a Unix socket: SO_REUSEPORT does nothing there, and each worker would remove the socket
-# file of the one before, so only the last could be reached. There the master's one socket it is.
-reuse_port = not bind.startswith("unix:")
+# file of the one before, so only the last could be reached. Not on port 0 (any free port) either:
+# each worker would get a random port of its own. There the master's one socket it is, and
+# gunicorn's "Listening at" line names the port it got.
+reuse_port = not bind.startswith("unix:") and refapi_config.bind_address(bind)[1] != 0
 # No control socket: nothing here uses gunicornc, and two servers would contend for its path.
 control_socket_disable = True
 # Heartbeat files in memory, not on a container's overlay filesystem.

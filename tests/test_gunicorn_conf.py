@@ -85,6 +85,12 @@ def test_other_lines_of_the_error_log_are_left_as_they_are(monkeypatch, error_lo
     assert lines[1:] == ["Listening at: http://127.0.0.1:5000 (1)", "Booting worker with pid: 7"]
 
 
+def test_any_free_port_is_the_masters_one_socket(monkeypatch):
+    # With reuse_port, each worker would bind port 0 itself and get a random port of its own.
+    settings = gunicorn_settings(monkeypatch, BIND="127.0.0.1:0")
+    assert settings["reuse_port"] is False
+
+
 def test_a_unix_socket_is_the_masters_one_socket(monkeypatch):
     # SO_REUSEPORT does nothing for Unix sockets, and each worker binding the path would remove
     # the socket file of the one before it: only the last worker could be reached.

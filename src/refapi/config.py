@@ -174,7 +174,7 @@ def _bind(text: str) -> str:
     if text.startswith("fd://") or not re.fullmatch(r"(\[[^\]]*\]|[^\[\]:/]+):\d+", text):
         raise ValueError(f"expected {BIND_FORMS}, got {text!r}")
     host, port = bind_address(text)
-    # 0 is any free port, as gunicorn allows; with reuse_port each worker then gets its own.
+    # 0 is any free port, as gunicorn allows: the master then binds it (gunicorn.conf.py).
     if not 0 <= port < 65536:
         raise ValueError(f"the port must be 0 to 65535, got {text!r}")
     try:
@@ -327,7 +327,8 @@ SETTINGS: tuple[Setting, ...] = (
         "0.0.0.0:5000",
         _bind,
         "(gunicorn) Address the server listens on: `host:port` (`[::1]:5000` for IPv6) or "
-        "`unix:/path/to/socket`. `make run` uses `127.0.0.1:5000`.",
+        "`unix:/path/to/socket`; port 0 takes any free port, which the log's `Listening at` line "
+        "names. `make run` uses `127.0.0.1:5000`.",
     ),
     Setting(
         "WORKERS",

@@ -67,6 +67,18 @@ class Server:
         return self.exit_code
 
 
+def start_gunicorn(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """The server as it is deployed, its output (error and access logs) in ``log_path``."""
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(
+            [str(BIN / "gunicorn"), *GUNICORN_ARGS],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+
 def settings_env(config: dict[str, Any]) -> dict[str, str]:
     """REFAPI_* variables for the settings of an app_config-like mapping."""
     names = ("DATABASE_URL", "REDIS_URL", "CACHE_KEY_PREFIX", "API_KEYS", "INSTANCE_PATH")
@@ -100,14 +112,7 @@ def serve(backend_config: dict[str, Any], tmp_path: Path) -> Iterator[Callable[.
                 capture_output=True,
             )
         log_path = tmp_path / f"gunicorn-{port}.log"
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                [str(BIN / "gunicorn"), *GUNICORN_ARGS],
-                cwd=PROJECT_ROOT,
-                env=full_env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+        process = start_gunicorn(full_env, log_path)
         server = Server(f"http://127.0.0.1:{port}", process, log_path, full_env)
         servers.append(server)
         deadline = time.monotonic() + START_TIMEOUT

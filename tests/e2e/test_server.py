@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import http.client
+import re
 import signal
 import subprocess
 import time
@@ -12,8 +13,8 @@ import psutil
 import pytest
 import requests
 
-from tests.conftest import TEST_KEY
-from tests.e2e.conftest import BIN, GUNICORN_ARGS, PROJECT_ROOT
+from tests.conftest import API_KEYS, TEST_KEY
+from tests.e2e.conftest import BIN, GUNICORN_ARGS, PROJECT_ROOT, start_gunicorn
 
 pytestmark = pytest.mark.e2e
 
@@ -150,3 +151,39 @@ def _listening_workers(server, port, *, count):
             return listening
         assert time.monotonic() < deadline, f"{len(listening)} of {count} workers listen"
         time.sleep(0.1)
+
+
+def test_on_any_free_port_every_worker_serves_the_one_port_the_log_names(tmp_path):
+    env = {
+        "PATH": str(BIN),
+        "REFAPI_API_KEYS": API_KEYS,
+        "REFAPI_BIND": "127.0.0.1:0",
+        "REFAPI_WORKERS": "2",
+        "REFAPI_INSTANCE_PATH": str(tmp_path),
+    }
+    log_path = tmp_path / "gunicorn.log"
+    process = start_gunicorn(env, log_path)
+    try:
+        deadline = time.monotonic() + 30
+        while not (
+            found := re.search(r"Listening at: (http://127\.0\.0\.1:(\d+)) ", log_path.read_text())
+        ):
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        url, port = found.group(1), int(found.group(2))
+        assert port != 0
+        workers = psutil.Process(process.pid).children
+        while len(workers()) < 2 or any(not w.net_connections("tcp") for w in workers()):
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        # Every worker listens on that port, and on no other.
+        for worker in workers():
+            listening = {
+                c.laddr.port for c in worker.net_connections("tcp") if c.status == "LISTEN"
+            }
+            assert listening == {port}
+        assert requests.get(f"{url}/ping", timeout=10).json() == {"status": "ok"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=40)
