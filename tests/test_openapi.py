@@ -79,3 +79,52 @@ def test_the_docs_page_uses_only_assets_the_app_serves(client):
     assert "https://" not in page
     assert "http://" not in page
     assert '"validatorUrl": null' in page
+
+
+# Operations that never answer the database's 503: /ping and /authorize touch no database, and
+# /ready answers its own 503 NOT_READY when the database does not answer.
+NO_DATABASE_ERRORS = {
+    ("/ping", "get"),
+    ("/ready", "get"),
+    ("/authorize", "get"),
+    ("/authorize", "post"),
+}
+
+
+def resolved(spec, item):
+    while "$ref" in item:
+        *_, kind, name = item["$ref"].split("/")
+        item = spec["components"][kind][name]
+    return item
+
+
+def test_every_operation_that_uses_the_database_documents_its_503_with_retry_after(spec):
+    for path, method, operation in operations(spec):
+        where = f"{method.upper()} {path}"
+        unavailable = operation["responses"].get("503")
+        if (path, method) in NO_DATABASE_ERRORS:
+            assert "DATABASE_UNAVAILABLE" not in str(unavailable and resolved(spec, unavailable))
+            continue
+        assert unavailable, f"{where} does not document 503"
+        response = resolved(spec, unavailable)
+        for code in ("DATABASE_UNAVAILABLE", "TRANSACTION_CONFLICT"):
+            assert f"`{code}`" in response["description"], f"{where}: no {code}"
+        assert (
+            resolved(spec, response["content"]["application/problem+json"]["schema"])
+            == (spec["components"]["schemas"]["Problem"])
+        )
+        retry_after = resolved(spec, response["headers"]["Retry-After"])
+        assert retry_after["schema"] == {"type": "integer", "minimum": 0}, where
+
+
+def test_the_health_indexs_503_documents_the_upstream_and_the_database(spec):
+    indices = [(path, op) for path, _, op in operations(spec) if path.startswith("/indices/")]
+    assert len(indices) == 4
+    for path, operation in indices:
+        description = resolved(spec, operation["responses"]["503"])["description"]
+        assert "`UPSTREAM_UNAVAILABLE`" in description, path
+        assert "`DATABASE_UNAVAILABLE`" in description, path
+
+
+def test_liveness_documents_no_503(spec):
+    assert "503" not in spec["paths"]["/ping"]["get"]["responses"]

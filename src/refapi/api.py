@@ -2,7 +2,7 @@
 
 - ``Api`` answers every HTTP error in the one problem format (keeping ``Allow``,
   ``WWW-Authenticate`` and ``Retry-After``, which flask-smorest's own handler drops) and documents
-  error responses as ``application/problem+json``.
+  error responses as ``application/problem+json``, the database's 503 as ``DATABASE_ERRORS``.
 - ``Blueprint`` answers a JSON body sent with another content type with 415 instead of
   a confusing 422, documents the API-key requirement (401) on every non-public operation, and
   builds each arguments schema once (webargs builds a schema class anew for every request);
@@ -33,6 +33,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 API_KEY_SCHEME = "ApiKey"
 BEARER_SCHEME = "Bearer"
+
+# The response component of the 503 any operation that reads or writes the database may answer
+# (refapi.errors.handle_database_error): ``@blp.alt_response(503, response=DATABASE_ERRORS)``.
+DATABASE_ERRORS = "DATABASE_UNAVAILABLE"
+DATABASE_ERRORS_DESCRIPTION = (
+    "`DATABASE_UNAVAILABLE`: the database cannot be reached or is busy; "
+    "`TRANSACTION_CONFLICT`: the request collided with a concurrent one in the database and was "
+    "rolled back, nothing was changed. Both: send the request again after `Retry-After` seconds."
+)
+# The header component of Retry-After, for the responses that send it.
+RETRY_AFTER = "RETRY_AFTER"
 
 
 def public(view: F) -> F:
@@ -223,6 +234,21 @@ class Api(flask_smorest.Api):
         default = {"description": "Error, in problem details format", "schema": self.ERROR_SCHEMA}
         prepare_response(default, self.spec, errors.PROBLEM_MIMETYPE)
         self.spec.components.response(self.DEFAULT_ERROR_RESPONSE_NAME, default, lazy=True)
+        self.spec.components.header(
+            RETRY_AFTER,
+            {
+                "description": "Seconds to wait before sending the request again.",
+                "schema": {"type": "integer", "minimum": 0},
+            },
+            lazy=True,
+        )
+        database: dict[str, Any] = {
+            "description": DATABASE_ERRORS_DESCRIPTION,
+            "schema": self.ERROR_SCHEMA,
+            "headers": {"Retry-After": RETRY_AFTER},
+        }
+        prepare_response(database, self.spec, errors.PROBLEM_MIMETYPE)
+        self.spec.components.response(DATABASE_ERRORS, database, lazy=True)
 
     def _register_security(self) -> None:
         self.spec.components.security_scheme(

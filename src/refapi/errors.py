@@ -4,8 +4,9 @@ Every error the service answers, from a failed validation to an unknown route, i
 ``application/problem+json`` body with ``type``, ``title``, ``status``, ``detail``, a stable
 upper-case ``code`` and, for validation failures, ``errors`` per field. Services raise
 ``ApiError`` subclasses that carry their status and code; HTTP errors from Flask, Werkzeug and
-webargs are mapped by ``handle_http_exception``; a database that cannot be reached is a 503 by
-``handle_database_error``; anything else is a 500 that reveals nothing.
+webargs are mapped by ``handle_http_exception``; a database that cannot be reached, or that rolled
+a transaction back for colliding with another, is a 503 by ``handle_database_error``; anything
+else is a 500 that reveals nothing.
 """
 
 from __future__ import annotations
@@ -237,27 +238,59 @@ def database_unavailable(error: BaseException) -> bool:
     )
 
 
-def handle_database_error(error: sa.exc.SQLAlchemyError) -> Response:
-    """503 DATABASE_UNAVAILABLE for a database that cannot be reached; other errors go on (500).
+# PostgreSQL's SQLSTATEs of a transaction it rolled back because it collided with a concurrent
+# one: serialization_failure (a repeatable-read or serializable transaction, or a query on a hot
+# standby cancelled by replay) and deadlock_detected. The whole transaction is undone, so the
+# request changed nothing and can be sent again as it was; the collision is usually over at once.
+_CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
+CONFLICT_RETRY_AFTER_SECONDS = 1
 
-    Logged as one line, not a traceback: the failure is the database's, and the operator needs
-    its cause. Never ``str(error)``, which holds the statement's parameters (a stored value);
-    the driver's message names the host and port, never the password.
+
+def transaction_conflict(error: BaseException) -> bool:
+    """Whether a database error is PostgreSQL undoing a transaction that collided with another."""
+    if not isinstance(error, sa.exc.DBAPIError):
+        return False
+    return getattr(error.orig, "sqlstate", None) in _CONFLICT_SQLSTATES
+
+
+def handle_database_error(error: sa.exc.SQLAlchemyError) -> Response:
+    """503 for a database error that is not a bug; other errors go on (500).
+
+    DATABASE_UNAVAILABLE for a database that cannot be reached, TRANSACTION_CONFLICT for a
+    transaction it rolled back as colliding with another. Logged as one line, not a traceback:
+    the failure is the database's, and the operator needs its cause.
     """
+    if transaction_conflict(error):
+        _log_cause("database transaction conflict", error)
+        return problem_response(
+            status=503,
+            code="TRANSACTION_CONFLICT",
+            title="Transaction Conflict",
+            detail="The request collided with a concurrent one in the database (a deadlock or "
+            "serialization failure) and was rolled back: nothing was changed. Send it again.",
+            headers={"Retry-After": str(CONFLICT_RETRY_AFTER_SECONDS)},
+        )
     if not database_unavailable(error):
         raise error  # Flask logs it with its traceback and answers 500
-    cause = getattr(error, "orig", None) or error
-    message = next(iter(str(cause).strip().splitlines()), "")
-    password = sa.make_url(current_app.config["SQLALCHEMY_DATABASE_URI"]).password
-    if password:
-        message = message.replace(str(password), "***")
-    logger.warning("database unavailable: %s: %s", type(cause).__name__, message)
+    _log_cause("database unavailable", error)
     return problem_response(
         status=503,
         code="DATABASE_UNAVAILABLE",
         detail="The database cannot be reached at the moment. Retry in a few seconds.",
         headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
     )
+
+
+def _log_cause(what: str, error: sa.exc.SQLAlchemyError) -> None:
+    # Never ``str(error)``, which holds the statement's parameters (a stored value), nor the
+    # driver's lines after its first (a deadlock's DETAIL quotes the other sessions' statements).
+    # The first line is the reason: for a lost connection, the host and port, never the password.
+    cause = getattr(error, "orig", None) or error
+    message = next(iter(str(cause).strip().splitlines()), "")
+    password = sa.make_url(current_app.config["SQLALCHEMY_DATABASE_URI"]).password
+    if password:
+        message = message.replace(str(password), "***")
+    logger.warning("%s: %s: %s", what, type(cause).__name__, message)
 
 
 class ProblemSchema(ma.Schema):

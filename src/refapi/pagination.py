@@ -6,6 +6,8 @@ from typing import Any
 
 import marshmallow as ma
 
+from refapi.fields import AsciiInteger
+
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 
@@ -14,15 +16,15 @@ class PageArgsSchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    page = ma.fields.Integer(
+    page = AsciiInteger(
         load_default=1,
         validate=ma.validate.Range(min=1),
-        metadata={"description": "Page number, from 1."},
+        metadata={"description": "Page number, from 1, in digits 0-9."},
     )
-    page_size = ma.fields.Integer(
+    page_size = AsciiInteger(
         load_default=DEFAULT_PAGE_SIZE,
         validate=ma.validate.Range(min=1, max=MAX_PAGE_SIZE),
-        metadata={"description": f"Items per page, 1 to {MAX_PAGE_SIZE}."},
+        metadata={"description": f"Items per page, 1 to {MAX_PAGE_SIZE}, in digits 0-9."},
     )
 
 

@@ -8,7 +8,7 @@ from flask import Response
 from flask.views import MethodView
 from werkzeug.routing import BaseConverter
 
-from refapi.api import Blueprint, serialised_once
+from refapi.api import DATABASE_ERRORS_DESCRIPTION, RETRY_AFTER, Blueprint, serialised_once
 from refapi.errors import ProblemSchema
 from refapi.indices import services
 from refapi.indices.cli import refresh_command
@@ -42,9 +42,15 @@ UNAVAILABLE = (
     "`UPSTREAM_UNAVAILABLE`: nothing is stored yet (so a well-formed base year cannot be "
     "checked). Either Statbel could not be reached or its file was refused so far: retry after "
     "`Retry-After` seconds; or no upstream is configured (`REFAPI_STATBEL_URL` is empty), and "
-    "only an operator's import helps: no `Retry-After`."
+    "only an operator's import helps: no `Retry-After`. " + DATABASE_ERRORS_DESCRIPTION
 )
 PROBLEM = {"schema": ProblemSchema, "content_type": "application/problem+json"}
+# One 503 per operation: the upstream's and the database's (refapi.api.DATABASE_ERRORS) in one.
+UNAVAILABLE_503 = {
+    "description": UNAVAILABLE,
+    "headers": {"Retry-After": RETRY_AFTER},
+    **PROBLEM,
+}
 MONTH_PARAMETER = {
     "in": "path",
     "name": "month",
@@ -72,7 +78,7 @@ class HealthIndex(MethodView):
     @blp.arguments(BaseYearArgs, location="query", as_kwargs=True)
     @blp.response(200, HealthIndexSchema)
     @blp.alt_response(400, description=WRONG_YEAR, **PROBLEM)
-    @blp.alt_response(503, description=UNAVAILABLE, **PROBLEM)
+    @blp.alt_response(503, **UNAVAILABLE_503)
     def get(self, base_year: str | None = None) -> Response:
         """The current health index: the latest published month, for every base year or one.
 
@@ -92,7 +98,7 @@ class HealthIndexMonth(MethodView):
         400, description="`WRONG_MONTH`: not a month written `YYYY-MM`; or " + WRONG_YEAR, **PROBLEM
     )
     @blp.alt_response(404, description=NOT_PUBLISHED, **PROBLEM)
-    @blp.alt_response(503, description=UNAVAILABLE, **PROBLEM)
+    @blp.alt_response(503, **UNAVAILABLE_503)
     def get(self, month: str, base_year: str | None = None) -> Response:
         """A month's health index (`YYYY-MM`), for every base year or one."""
         body = serialised_once(
@@ -106,7 +112,7 @@ class HealthIndexHistory(MethodView):
     @blp.arguments(HistoryArgs, location="query", as_kwargs=True)
     @blp.response(200, HistorySchema)
     @blp.alt_response(400, description=WRONG_YEAR, **PROBLEM)
-    @blp.alt_response(503, description=UNAVAILABLE, **PROBLEM)
+    @blp.alt_response(503, **UNAVAILABLE_503)
     def get(
         self,
         base_year: str,
@@ -127,7 +133,7 @@ class Indexation(MethodView):
     @blp.response(200, IndexationSchema)
     @blp.alt_response(400, description=WRONG_YEAR, **PROBLEM)
     @blp.alt_response(404, description=NOT_PUBLISHED, **PROBLEM)
-    @blp.alt_response(503, description=UNAVAILABLE, **PROBLEM)
+    @blp.alt_response(503, **UNAVAILABLE_503)
     def post(self, **indexation: Any) -> dict[str, Any]:
         """Index an amount (a rent) on the health index, the Belgian way.
 

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from refapi.caching import read_through
 from refapi.errors import ApiError
 from refapi.extensions import cache, db, read_outside_a_transaction
+from refapi.fields import ascii_digits
 from refapi.indices import statbel
 from refapi.indices.models import MonthlyIndex, Refresh, RefreshLease
 
@@ -39,9 +40,8 @@ LEASE_NAME = "statbel"
 # ASCII digits only; matched whole (fullmatch), so "2020-10\n" is no month.
 MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 _MONTH = re.compile(MONTH_PATTERN)
-# ASCII digits only, as a zipcode: str.isdigit() takes "²" (which int() refuses) and int() takes
-# other scripts' digits (Arabic-Indic, fullwidth).
-_BASE_YEAR = re.compile(r"[0-9]{1,10}")
+# A base year is a number, read as one only when written in digits 0-9 (refapi.fields).
+_BASE_YEAR_DIGITS = 10
 CENT = Decimal("0.01")
 MAX_OFFSET = 2**31 - 1
 
@@ -539,8 +539,9 @@ def _written_year(text: str | int) -> int:
     400 even while nothing is stored (like a malformed month), with an empty list then.
     """
     candidate = str(text).strip()
-    if _BASE_YEAR.fullmatch(candidate):
-        return int(candidate)
+    year = ascii_digits(candidate, max_digits=_BASE_YEAR_DIGITS)
+    if year is not None:
+        return year
     raise _wrong_year(
         f"{candidate[:20]!r} is not a base year written in digits 0-9", _summary()["latest"]
     )

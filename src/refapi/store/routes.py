@@ -14,7 +14,7 @@ from werkzeug.datastructures import ETags
 from werkzeug.http import parse_etags, quote_etag
 from werkzeug.routing import PathConverter
 
-from refapi.api import Blueprint
+from refapi.api import DATABASE_ERRORS, Blueprint
 from refapi.store import cli, services
 from refapi.store.errors import InvalidPrecondition
 from refapi.store.schemas import (
@@ -186,6 +186,7 @@ class SavedValue(MethodView):
     @blp.alt_response(413, response=_documented(413), description="`VALUE_TOO_LARGE`.")
     @blp.alt_response(415, response=_documented(415))
     @blp.alt_response(422, response=_documented(422))
+    @blp.alt_response(503, response=DATABASE_ERRORS)
     @blp.doc(
         parameters=[
             _IF_MATCH,
@@ -229,6 +230,7 @@ class StoredValue(MethodView):
     @blp.alt_response(304, description="If-None-Match names the current version.")
     @blp.alt_response(404, response=_documented(404), description="`KEY_NOT_FOUND`.")
     @blp.alt_response(422, response=_documented(422), description="Not a valid key.")
+    @blp.alt_response(503, response=DATABASE_ERRORS)
     @blp.doc(
         parameters=[
             _KEY_PARAMETER,
@@ -264,6 +266,7 @@ class DeletedValue(MethodView):
         412, description="`VERSION_MISMATCH`: If-Match names another version.", **_CONFLICT
     )
     @blp.alt_response(422, response=_documented(422), description="Not a valid key.")
+    @blp.alt_response(503, response=DATABASE_ERRORS)
     @blp.doc(parameters=[_KEY_PARAMETER, _IF_MATCH])
     def delete(self, key: str) -> None:
         """Delete a key and its value; with `If-Match: "<version>"`, only at that version."""
@@ -277,6 +280,7 @@ class Keys(MethodView):
     @blp.arguments(KeyListArgs, location="query")
     @blp.response(200, KeyPage)
     @blp.alt_response(422, response=_documented(422))
+    @blp.alt_response(503, response=DATABASE_ERRORS)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List your keys in order (code point by code point), a page at a time.
 

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response
 from flask.views import MethodView
 
-from refapi.api import Blueprint
+from refapi.api import DATABASE_ERRORS, Blueprint
 from refapi.errors import PROBLEM_MIMETYPE, ProblemSchema
 from refapi.zipcodes import cli, services
 from refapi.zipcodes.models import MAX_ZIPCODE, MIN_ZIPCODE
@@ -41,6 +41,7 @@ class Zipcode(MethodView):
         content_type=PROBLEM_MIMETYPE,
         description="`ZIPCODE_NOT_FOUND`: a valid zipcode that the risk table does not have.",
     )
+    @blp.alt_response(503, response=DATABASE_ERRORS)
     def get(self, zipcode: str) -> dict[str, Any]:
         """Get the risk factor of a zipcode."""
         return services.read(zipcode=services.parse_zipcode(zipcode))
@@ -61,6 +62,7 @@ class Zipcodes(MethodView):
             "a missing factor or a page argument out of range."
         ),
     )
+    @blp.alt_response(503, response=DATABASE_ERRORS)
     def get(self, risk_factor: str, page: int, page_size: int) -> Response:
         """List the zipcodes of a risk factor, in ascending order, a page at a time.
 

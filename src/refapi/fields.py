@@ -1,0 +1,38 @@
+"""Text read as numbers in ASCII digits only, shared by every feature.
+
+``int()`` reads other scripts' digits (Arabic-Indic, fullwidth), underscores (``1_0``), a sign
+and surrounding spaces; ``str.isdigit()`` also takes ``²``, which ``int()`` refuses. A number
+this API reads from text is written in digits 0-9 alone.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import marshmallow as ma
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def ascii_digits(text: str, *, max_digits: int) -> int | None:
+    """The number ``text`` writes in 1 to ``max_digits`` digits 0-9 and nothing else, or None."""
+    if len(text) > max_digits or not _DIGITS.fullmatch(text):
+        return None
+    return int(text)
+
+
+class AsciiInteger(ma.fields.Integer):
+    """marshmallow's ``Integer``, but text (a query argument) must be digits 0-9 alone.
+
+    Without it, ``?page=1_0`` would be page 10, and an Arabic-Indic 3 page 3.
+    """
+
+    default_error_messages: ma.types.ErrorMessages = {  # noqa: RUF012 - as marshmallow declares it
+        "invalid": "Not a number written in digits 0-9."
+    }
+
+    def _validated(self, value: Any) -> int:
+        if isinstance(value, str) and not _DIGITS.fullmatch(value):
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)
