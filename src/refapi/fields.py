@@ -32,7 +32,7 @@ class AsciiInteger(ma.fields.Integer):
         "invalid": "Not a number written in digits 0-9."
     }
 
-    def _validated(self, value: Any) -> int:
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
         if isinstance(value, str) and not _DIGITS.fullmatch(value):
             raise self.make_error("invalid", input=value)
-        return super()._validated(value)
+        return super()._deserialize(value, attr, data, **kwargs)
