@@ -276,7 +276,8 @@ def handle_database_error(error: sa.exc.SQLAlchemyError) -> Response:
     return problem_response(
         status=503,
         code="DATABASE_UNAVAILABLE",
-        detail="The database cannot be reached at the moment. Retry in a few seconds.",
+        detail="The database cannot be reached or is too busy at the moment. "
+        "Retry in a few seconds.",
         headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
     )
 
