@@ -71,7 +71,15 @@ class UpstreamUnavailable(ApiError):
 
 
 class RefreshFailed(Exception):
-    """A refresh stored nothing; the message is the reason."""
+    """A refresh stored nothing; the message is the reason.
+
+    ``logged`` tells whether refapi.indices has logged the reason already (a download or file
+    that failed, with its source), so that a command shows it only when it was not.
+    """
+
+    def __init__(self, reason: str, *, logged: bool = False) -> None:
+        super().__init__(reason)
+        self.logged = logged
 
 
 @dataclass(frozen=True)
@@ -174,12 +182,14 @@ def _refresh_holding_lease(*, path: str | None) -> RefreshOutcome:
     except (statbel.StatbelError, SQLAlchemyError) as error:
         db.session.rollback()
         reason = str(error) if isinstance(error, statbel.StatbelError) else repr(error)[:500]
+        # Not logged below the level configured (REFAPI_LOG_LEVEL=ERROR): the caller says it.
+        logged = logger.isEnabledFor(logging.WARNING)
         logger.warning("health index refresh from %s failed: %s", source, reason)
         record.error = reason
         record.finished_at = utcnow()
         db.session.commit()
         _invalidate()
-        raise RefreshFailed(reason) from None
+        raise RefreshFailed(reason, logged=logged) from None
     _invalidate()
     logger.info(
         "health index refreshed from %s: %d rows added, %d updated, latest month %s",
@@ -451,8 +461,10 @@ def _background_refresh(app: Flask, holder: str) -> None:
                 _refresh_holding_lease(path=None)
             else:
                 _invalidate()
-        except RefreshFailed:
-            pass  # logged with its reason; stored data is served as stale
+        except RefreshFailed as error:
+            # Stored data is served as stale meanwhile; nobody else is there to say why.
+            if not error.logged:
+                logger.warning("health index refresh failed: %s", error)
         except Exception:
             logger.exception("health index refresh failed")
         finally:
