@@ -127,8 +127,10 @@ def test_a_refresh_running_elsewhere_does_not_fail_the_deployment_and_is_said_on
     with app.app_context():
         assert indices._acquire_lease() is not None  # another process is refreshing
         db.session.remove()
+        db.engine.dispose()
     app, result = _deploy(app_config, monkeypatch, upstream.url)
     assert result.exit_code == 0, result.output
+    assert _counts(app)["health_indices"] == 0
     assert (
         "could not be downloaded now (another refresh is running; try again in a minute); "
         "the API will retry on demand." in result.output
