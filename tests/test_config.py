@@ -10,13 +10,14 @@ from pathlib import Path
 
 import click
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from refapi import create_app
 from refapi.app import database_url
-from refapi.config import SETTINGS, ConfigError, from_environment
+from refapi.config import DATABASES, SETTINGS, ConfigError, from_environment
 from tests.conftest import API_KEYS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -197,6 +198,29 @@ def test_a_redis_url_means_redis_with_connect_and_socket_timeouts(app_config):
 )
 def test_postgresql_urls_use_the_installed_driver(given, used):
     assert database_url(given) == used
+
+
+@pytest.mark.parametrize(
+    ("scheme", "driver"),
+    [(scheme, driver) for scheme, database in DATABASES.items() for driver in database.drivers],
+)
+def test_every_database_url_the_configuration_accepts_connects_with_an_installed_driver(
+    scheme, driver
+):
+    # One table says both which drivers a URL may name and which one refapi connects with: a
+    # URL accepted at start-up never fails later for want of a driver.
+    given = f"{scheme}{'+' if driver else ''}{driver}://u@db/refapi"
+    if scheme == "sqlite":
+        given = f"{scheme}{'+' if driver else ''}{driver}:///refapi.sqlite3"
+    assert from_environment({"REFAPI_DATABASE_URL": given}) == {"DATABASE_URL": given}
+    engine = sa.create_engine(database_url(given))
+    try:
+        assert f"{engine.dialect.name}+{engine.dialect.driver}" in {
+            "sqlite+pysqlite",
+            "postgresql+psycopg",
+        }
+    finally:
+        engine.dispose()
 
 
 def test_the_readme_documents_every_setting_with_its_default():

@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from refapi import create_app
 from refapi.extensions import db
+from refapi.indices import services as indices
+from tests.indices.conftest import FAILURES
 from tests.test_migrations import MIGRATIONS
 
 
@@ -27,9 +30,9 @@ def test_deploy_applies_every_migration_and_is_idempotent(app_config):
     assert {table.name for table in db.metadata.sorted_tables} <= tables
 
 
-def _deploy(app_config, monkeypatch, statbel_url, *args):
+def _deploy(app_config, monkeypatch, statbel_url, *args, **settings):
     monkeypatch.setenv("RUN_SEEDER", "true")
-    app = create_app({**app_config, "STATBEL_URL": statbel_url})
+    app = create_app({**app_config, "STATBEL_URL": statbel_url, **settings})
     result = app.test_cli_runner().invoke(args=["deploy", "--directory", MIGRATIONS, *args])
     return app, result
 
@@ -67,18 +70,77 @@ def test_seeding_never_overwrites_an_operators_zipcode_table(app_config, monkeyp
     assert _counts(app)["zipcodes"] == 1
 
 
-def test_an_unreachable_statbel_does_not_fail_the_deployment(app_config, monkeypatch, upstream):
-    upstream.serve(b"Internal error", status=500, content_type="text/plain")
-    app, result = _deploy(app_config, monkeypatch, upstream.url)
+def _times_shown(reason, result, caplog):
+    """How often ``reason`` is shown: in the command's output and in the log together."""
+    logged = sum(record.getMessage().count(reason) for record in caplog.records)
+    return result.output.count(reason) + logged
+
+
+def _last_refresh_error(app):
+    with app.app_context():
+        error = db.session.execute(
+            sa.text("SELECT error FROM index_refreshes ORDER BY id DESC")
+        ).scalar()
+        db.session.remove()
+        db.engine.dispose()
+    return error
+
+
+@pytest.mark.parametrize("failure", [*FAILURES, "timeout"])
+def test_an_unreachable_or_refused_statbel_does_not_fail_the_deployment_and_is_said_once(
+    app_config, monkeypatch, upstream, caplog, failure
+):
+    if failure == "timeout":
+        upstream.hang = True
+    else:
+        upstream.serve(**FAILURES[failure])
+    app, result = _deploy(app_config, monkeypatch, upstream.url, STATBEL_TIMEOUT=0.5)
     assert result.exit_code == 0, result.output
-    assert "could not be downloaded" in result.output
+    assert "could not be downloaded now; the API will retry on demand." in result.output
     counts = _counts(app)
     assert counts["zipcodes"] > 8000
     assert counts["health_indices"] == 0
+    reason = _last_refresh_error(app)
+    assert reason
+    # In refapi.indices' warning, with Statbel's URL; not again in the command's line.
+    assert reason not in result.output
+    assert _times_shown(reason, result, caplog) == 1
+
+
+def test_a_reason_the_log_level_hides_is_in_deploys_output(
+    app_config, monkeypatch, upstream, caplog
+):
+    upstream.serve(**FAILURES["http-500"])
+    app, result = _deploy(app_config, monkeypatch, upstream.url, LOG_LEVEL="ERROR")
+    assert result.exit_code == 0, result.output
+    reason = _last_refresh_error(app)
+    assert "HTTP 500" in reason
+    assert f"could not be downloaded now ({reason}); the API will retry" in result.output
+    assert _times_shown(reason, result, caplog) == 1
+
+
+def test_a_refresh_running_elsewhere_does_not_fail_the_deployment_and_is_said_once(
+    app_config, monkeypatch, upstream, caplog
+):
+    app, result = _deploy(app_config, monkeypatch, upstream.url, "--no-seed")
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert indices._acquire_lease() is not None  # another process is refreshing
+        db.session.remove()
+        db.engine.dispose()
+    app, result = _deploy(app_config, monkeypatch, upstream.url)
+    assert result.exit_code == 0, result.output
+    assert _counts(app)["health_indices"] == 0
+    assert (
+        "could not be downloaded now (another refresh is running; try again in a minute); "
+        "the API will retry on demand." in result.output
+    )
+    assert _times_shown("another refresh is running", result, caplog) == 1
+    assert upstream.hits == 0
 
 
 def test_without_an_upstream_address_deploy_says_the_api_will_not_download_either(
-    app_config, monkeypatch, upstream
+    app_config, monkeypatch, upstream, caplog
 ):
     # "The API will retry on demand" would be false: with no address it never downloads.
     app, result = _deploy(app_config, monkeypatch, "")
@@ -87,6 +149,7 @@ def test_without_an_upstream_address_deploy_says_the_api_will_not_download_eithe
     assert "flask indices refresh --file" in result.output
     assert "retry" not in result.output
     assert _counts(app)["health_indices"] == 0
+    assert _times_shown("REFAPI_STATBEL_URL is empty", result, caplog) == 1
 
 
 def test_deploy_prints_each_warning_once_and_statbels_url_once(tmp_path, upstream):

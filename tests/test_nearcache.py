@@ -21,6 +21,7 @@ from refapi.extensions import cache as flask_cache
 from refapi.store import services as store_services
 from refapi.zipcodes import services as zipcode_services
 from tests.conftest import TEST_KEY
+from tests.indices.conftest import HEALTH, statbel_rows, statbel_text
 
 TEST_CLIENT = "tester"
 
@@ -114,6 +115,78 @@ def test_repeated_zipcode_reads_make_no_round_trip_to_redis(
         return commands == []
 
     wait_for(read_without_a_round_trip)
+
+
+def import_index(app, path, health=None):
+    """Store the sample health index (or ``health``) from a file, as `indices refresh --file`."""
+    path.write_bytes(statbel_text(statbel_rows(health)))
+    result = app.test_cli_runner().invoke(args=["indices", "refresh", "--file", str(path)])
+    assert result.exit_code == 0, result.output
+
+
+INDEXATION = {"amount": 850, "base_year": 2013, "start_month": "2019-04", "target_month": "2020-09"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/indices/health", None),
+        # Not a latest month: not in the summary.
+        ("/indices/health/2020-10", None),
+        ("/indices/health/2019-04?base_year=2013", None),
+        ("/indices/health/history?base_year=2013", None),
+        ("/indices/health/history?base_year=1988&page=2&page_size=3", None),
+        # Past any series: only the total is read.
+        ("/indices/health/history?base_year=2013&page=99999999999999999999", None),
+        ("/indices/health/indexation", INDEXATION),
+    ],
+)
+def test_repeated_index_reads_make_no_round_trip_to_redis(
+    make_app, services_config, monkeypatch, tmp_path, path, body
+):
+    app = make_app(**services_config)
+    import_index(app, tmp_path / "cpi.txt")
+    commands = redis_commands_of_this_thread(app, monkeypatch)
+    reader = app.test_client()
+
+    def read_without_a_round_trip():
+        commands.clear()
+        headers = {"X-API-Key": TEST_KEY}
+        if body is None:
+            response = reader.get(path, headers=headers)
+        else:
+            response = reader.post(path, json=body, headers=headers)
+        assert response.status_code == 200, response.get_json()
+        return commands == []
+
+    wait_for(read_without_a_round_trip)
+
+
+@pytest.mark.parametrize(
+    "path", ["/indices/health/2020-10?base_year=2013", "/indices/health/history?base_year=2013"]
+)
+def test_a_refresh_from_another_process_is_seen_by_the_next_read(
+    make_app, services_config, tmp_path, path
+):
+    # The reader's near cache holds the month (or the page); the refresh runs elsewhere (another
+    # worker, or `flask indices refresh` on the command line) and the next read has its value.
+    first, second = make_app(**services_config), make_app(**services_config)
+    import_index(second, tmp_path / "first.txt")
+    reader = first.test_client()
+    headers = {"X-API-Key": TEST_KEY}
+    near = near_of(first)
+
+    def october(response):
+        body = response.get_json()
+        items = body.get("items", [body | {"month": "2020-10"}])
+        return next(item["value"] for item in items if item["month"] == "2020-10")
+
+    wait_for(lambda: october(reader.get(path, headers=headers)) == 110.11 and len(near) >= 2)
+    held = len(near)
+    revised = {**HEALTH, (2020, 10): {**HEALTH[(2020, 10)], 2013: ("110.12", "107.86")}}
+    import_index(second, tmp_path / "revised.txt", revised)
+    assert len(near) < held
+    assert october(reader.get(path, headers=headers)) == 110.12
 
 
 def test_a_write_through_another_worker_is_seen_by_the_next_read(make_app, services_config):

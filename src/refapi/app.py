@@ -157,10 +157,13 @@ _DOCS_ENDPOINTS = frozenset(
 
 
 def database_url(url: str) -> str:
-    """The SQLAlchemy URL, with PostgreSQL URLs pointed at the installed driver (psycopg 3)."""
+    """The SQLAlchemy URL, with a URL that names no driver pointed at the installed one
+    (``config.DATABASES``: psycopg 3 for PostgreSQL)."""
     parsed = make_url(url)
-    if parsed.drivername in {"postgres", "postgresql"}:
-        parsed = parsed.set(drivername="postgresql+psycopg")
+    backend, _, driver = parsed.drivername.partition("+")
+    database = config.DATABASES.get(backend)
+    if database is not None and not driver:
+        parsed = parsed.set(drivername=database.drivername)
     return parsed.render_as_string(hide_password=False)
 
 

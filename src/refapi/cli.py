@@ -69,10 +69,9 @@ def deploy(seed: bool, directory: str) -> None:
         outcome = indices.refresh()
     except indices.RefreshFailed as error:
         # Statbel being down, or a file it refuses, must not block a deployment: the API
-        # refreshes on demand. A failed download is logged by refapi.indices with Statbel's URL
-        # and the reason; another reason (a refresh already running) is said here.
-        reason = str(error)
-        shown = "" if current_app.config["STATBEL_URL"] in reason else f" ({reason})"
+        # refreshes on demand. A reason refapi.indices logged (with Statbel's URL) is not
+        # repeated here; another one (a refresh already running) is said here.
+        shown = "" if error.logged else f" ({error})"
         click.echo(
             f"The health index could not be downloaded now{shown}; the API will retry on demand."
         )

@@ -87,13 +87,31 @@ def _text(text: str) -> str:
     return text.strip()
 
 
-# The database URLs refapi runs on, as the message that says so. The driver of each is installed
-# with refapi (psycopg 3; Python's sqlite3); app.database_url points postgresql:// at psycopg.
+# The database URLs refapi runs on, as the message that says so.
 DATABASE_FORMS = (
     "SQLite (sqlite:///refapi.sqlite3, sqlite:////absolute/path.sqlite3) or PostgreSQL "
     "(postgresql://user:password@host:5432/refapi)"
 )
-_DATABASE_DRIVERS = {"sqlite": {"", "pysqlite"}, "postgresql": {"", "psycopg"}, "postgres": {""}}
+
+
+@dataclass(frozen=True)
+class Database:
+    """A database URL scheme refapi accepts, and how refapi connects to it."""
+
+    # What a URL may write after "+" ("": nothing): the driver refapi connects with.
+    drivers: frozenset[str]
+    # The SQLAlchemy driver name a URL without a driver is given (app.database_url).
+    drivername: str
+    # The driver installed with refapi, as messages name it.
+    installed: str
+
+
+# The one table of database drivers: which a URL may name, and which refapi connects with.
+DATABASES = {
+    "sqlite": Database(frozenset({"", "pysqlite"}), "sqlite", "sqlite3"),
+    "postgresql": Database(frozenset({"", "psycopg"}), "postgresql+psycopg", "psycopg 3"),
+    "postgres": Database(frozenset({""}), "postgresql+psycopg", "psycopg 3"),
+}
 
 
 def _database_url(text: str) -> str:
@@ -105,13 +123,13 @@ def _database_url(text: str) -> str:
         # ValueError: a port that is not a number.
         raise ValueError(f"not a database URL; expected {DATABASE_FORMS}") from None
     backend, _, driver = url.drivername.partition("+")
-    drivers = _DATABASE_DRIVERS.get(backend)
-    if drivers is None:
+    database = DATABASES.get(backend)
+    if database is None:
         raise ValueError(f"{backend} is not supported: refapi runs on {DATABASE_FORMS}")
-    if driver not in drivers:
+    if driver not in database.drivers:
         raise ValueError(
             f"the {driver} driver is not supported: write {backend}:// (refapi uses "
-            f"{'psycopg 3' if backend.startswith('postgres') else 'sqlite3'})"
+            f"{database.installed})"
         )
     return text
 

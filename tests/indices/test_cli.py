@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
 from refapi.extensions import db
+from refapi.indices import services
 from refapi.indices.models import Refresh
 from tests.indices.conftest import (
     FAILURES,
@@ -13,6 +19,8 @@ from tests.indices.conftest import (
     statbel_zip,
     stored_rows,
 )
+
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def _refreshes(app):
@@ -87,8 +95,14 @@ REASONS = {
 }
 
 
+def times_shown(reason, result, caplog):
+    """How often ``reason`` is shown: in the command's output and in the log together."""
+    logged = sum(record.getMessage().count(reason) for record in caplog.records)
+    return result.output.count(reason) + logged
+
+
 @pytest.mark.parametrize("failure", [*FAILURES, "timeout"])
-def test_a_failed_refresh_exits_non_zero_with_the_reason_and_keeps_stored_data(
+def test_a_failed_refresh_exits_non_zero_with_the_reason_once_and_keeps_stored_data(
     app, runner, upstream, failure, caplog
 ):
     runner.invoke(args=["indices", "refresh"])
@@ -100,23 +114,72 @@ def test_a_failed_refresh_exits_non_zero_with_the_reason_and_keeps_stored_data(
     result = runner.invoke(args=["indices", "refresh"])
     assert result.exit_code == 1
     assert "refresh failed, stored data unchanged" in result.output
-    assert REASONS[failure] in result.output
     assert stored_rows(app) == before
     failed = _refreshes(app)[-1]
     assert not failed.succeeded
     assert REASONS[failure] in failed.error
+    # Logged by refapi.indices with Statbel's URL; the command's own line does not repeat it.
     assert any(
-        REASONS[failure] in record.getMessage()
+        REASONS[failure] in record.getMessage() and upstream.url in record.getMessage()
         for record in caplog.records
         if record.name == "refapi.indices"
     )
+    assert times_shown(failed.error, result, caplog) == 1
 
 
-def test_refresh_without_an_upstream_address_asks_for_a_file(make_indices_app):
+def test_a_reason_the_log_level_hides_is_in_the_commands_output(make_indices_app, upstream, caplog):
+    app = make_indices_app(LOG_LEVEL="ERROR")
+    upstream.serve(**FAILURES["http-500"])
+    result = app.test_cli_runner().invoke(args=["indices", "refresh"])
+    assert result.exit_code == 1
+    (failed,) = _refreshes(app)
+    assert "HTTP 500" in failed.error
+    assert failed.error in result.output
+    assert times_shown(failed.error, result, caplog) == 1
+
+
+def test_refresh_while_another_runs_says_so_once(app, runner, upstream, caplog):
+    with app.app_context():
+        assert services._acquire_lease() is not None  # another process is refreshing
+    result = runner.invoke(args=["indices", "refresh"])
+    assert result.exit_code == 1
+    assert times_shown("another refresh is running", result, caplog) == 1
+    assert "another refresh is running" in result.output
+    assert upstream.hits == 0
+
+
+def test_refresh_without_an_upstream_address_asks_for_a_file(make_indices_app, caplog):
     runner = make_indices_app(STATBEL_URL="").test_cli_runner()
     result = runner.invoke(args=["indices", "refresh"])
     assert result.exit_code == 1
     assert "--file" in result.output
+    assert times_shown("REFAPI_STATBEL_URL is empty", result, caplog) == 1
+
+
+def test_a_failed_refresh_shows_its_reason_once_in_a_terminal(tmp_path, upstream):
+    # As an operator sees it: the log's warning and the command's error on one stderr.
+    upstream.serve(**FAILURES["http-500"])
+    env = {key: value for key, value in os.environ.items() if not key.startswith("REFAPI_")}
+    env.update(
+        REFAPI_INSTANCE_PATH=str(tmp_path),
+        REFAPI_DATABASE_URL=f"sqlite:///{tmp_path / 'refapi.sqlite3'}",
+        REFAPI_STATBEL_URL=upstream.url,
+    )
+    flask = str(Path(sys.executable).parent / "flask")
+    for args in (["db", "upgrade"], ["indices", "refresh"]):
+        result = subprocess.run(
+            [flask, "--app", "wsgi", *args],
+            cwd=PROJECT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+    assert result.returncode == 1, result.stderr
+    output = result.stdout + result.stderr
+    assert output.count("HTTP 500") == 1, output
+    assert "refresh failed, stored data unchanged" in result.stderr
 
 
 def test_refresh_keeps_months_the_new_file_no_longer_has(app, runner, upstream):

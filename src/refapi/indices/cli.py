@@ -21,7 +21,10 @@ def refresh_command(path: str | None) -> None:
     try:
         outcome = services.refresh(path=path)
     except services.RefreshFailed as error:
-        raise click.ClickException(f"refresh failed, stored data unchanged: {error}") from None
+        # A failed download or file is logged by refapi.indices, with its source and reason,
+        # just above this message: said once.
+        reason = "the reason is logged above" if error.logged else str(error)
+        raise click.ClickException(f"refresh failed, stored data unchanged: {reason}") from None
     click.echo(f"Read {outcome.source}.")
     if not outcome.changed:
         click.echo(f"Already up to date; latest month {outcome.latest_month}.")

@@ -1,12 +1,12 @@
 """The health index: refresh from Statbel, freshness, reads and rent indexation.
 
-Reads come from the database through the cache (one summary of what most reads need, and
-memoized functions for the rest), emptied by every refresh. A read finds the data stale (older
-than ``INDEX_MAX_AGE``) or absent, and starts a refresh in a background thread; a lease row in
-the database lets only one refresh run at a time across threads and worker processes.
-Meanwhile every request, the one that started it included, answers at once from stored data,
-marked stale; only when nothing is stored yet does the request that started the refresh wait
-for it, at most ``INDEX_REFRESH_BUDGET`` seconds.
+Reads come from the database through the cache (``read_through``: one summary of what most
+reads need, then a month's values and pages of a series), emptied by every refresh. A read
+finds the data stale (older than ``INDEX_MAX_AGE``) or absent, and starts a refresh in a
+background thread; a lease row in the database lets only one refresh run at a time across
+threads and worker processes. Meanwhile every request, the one that started it included,
+answers at once from stored data, marked stale; only when nothing is stored yet does the
+request that started the refresh wait for it, at most ``INDEX_REFRESH_BUDGET`` seconds.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from flask import Flask, current_app
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from refapi.caching import read_through
+from refapi.caching import delete_prefixed, read_through
 from refapi.errors import ApiError
 from refapi.extensions import cache, db, read_outside_a_transaction
 from refapi.fields import ascii_digits
@@ -71,7 +71,15 @@ class UpstreamUnavailable(ApiError):
 
 
 class RefreshFailed(Exception):
-    """A refresh stored nothing; the message is the reason."""
+    """A refresh stored nothing; the message is the reason.
+
+    ``logged`` tells whether refapi.indices has logged the reason already (a download or file
+    that failed, with its source), so that a command shows it only when it was not.
+    """
+
+    def __init__(self, reason: str, *, logged: bool = False) -> None:
+        super().__init__(reason)
+        self.logged = logged
 
 
 @dataclass(frozen=True)
@@ -162,7 +170,7 @@ def _refresh_holding_lease(*, path: str | None) -> RefreshOutcome:
     )
     db.session.add(record)
     db.session.commit()
-    _invalidate()
+    _forget_refresh_times()
     try:
         observations = statbel.parse(load(), max_bytes=max_bytes)
         outcome = _store(observations, source=source)
@@ -174,12 +182,14 @@ def _refresh_holding_lease(*, path: str | None) -> RefreshOutcome:
     except (statbel.StatbelError, SQLAlchemyError) as error:
         db.session.rollback()
         reason = str(error) if isinstance(error, statbel.StatbelError) else repr(error)[:500]
+        # Not logged below the level configured (REFAPI_LOG_LEVEL=ERROR): the caller says it.
+        logged = logger.isEnabledFor(logging.WARNING)
         logger.warning("health index refresh from %s failed: %s", source, reason)
         record.error = reason
         record.finished_at = utcnow()
         db.session.commit()
-        _invalidate()
-        raise RefreshFailed(reason) from None
+        _forget_refresh_times()
+        raise RefreshFailed(reason, logged=logged) from None
     _invalidate()
     logger.info(
         "health index refreshed from %s: %d rows added, %d updated, latest month %s",
@@ -323,22 +333,43 @@ def wait_for_background_refreshes(timeout: float | None = None) -> None:
         thread.join(timeout)
 
 
-def _refresh_times_uncached() -> dict[str, datetime | None]:
-    retrieved = db.session.scalar(
-        sa.select(sa.func.max(Refresh.finished_at)).where(Refresh.succeeded.is_(True))
-    )
+def _refresh_times_uncached() -> dict[str, Any]:
+    """The refresh times, and how many refreshes succeeded (``generation``)."""
+    retrieved, succeeded = db.session.execute(
+        sa.select(sa.func.max(Refresh.finished_at), sa.func.count()).where(
+            Refresh.succeeded.is_(True)
+        )
+    ).one()
     attempted = db.session.scalar(sa.select(sa.func.max(Refresh.started_at)))
-    return {"retrieved_at": _as_utc(retrieved), "attempted_at": _as_utc(attempted)}
+    return {
+        "retrieved_at": _as_utc(retrieved),
+        "attempted_at": _as_utc(attempted),
+        "generation": succeeded,
+    }
 
 
-SUMMARY_KEY = "indices.summary"
+# Every cached read of this module is under this prefix: a refresh that stored data deletes
+# them all at once (as an import does the zipcodes'), after its commit.
+_PREFIX = "indices."
+SUMMARY_KEY = f"{_PREFIX}summary"
+# A month's values and a page of a series are cached under the summary's generation (the count
+# of successful refreshes): an earlier release's refresh, during a rolling deploy, deletes only
+# the summary, and the next summary names new keys.
+_MONTH_PREFIX = f"{_PREFIX}month."
+_HISTORY_PREFIX = f"{_PREFIX}history."
+# Flask-Caching's version keys of the functions that earlier releases memoized these reads with:
+# rotated by every refresh so that, during a rolling deploy, those replicas do not go on serving
+# the old data. Drop them once no replica runs a release before this one.
+_LEGACY_VERSION_KEYS = tuple(
+    f"refapi.indices.services.{name}_memver" for name in ("_month_values", "_history")
+)
 
 
 def _summary() -> dict[str, Any]:
     """What most reads need, in one cache read, emptied by every refresh.
 
-    The refresh times, each base year's latest month (``latest``) and those months' values
-    (``months``).
+    The refresh times, the generation that keys the other cached reads, each base year's
+    latest month (``latest``) and those months' values (``months``).
 
     Not cached while nothing is stored: with the in-process cache, an import run from the
     command line (another process) cannot empty this process's cache, and a cached "nothing
@@ -450,9 +481,11 @@ def _background_refresh(app: Flask, holder: str) -> None:
             ):
                 _refresh_holding_lease(path=None)
             else:
-                _invalidate()
-        except RefreshFailed:
-            pass  # logged with its reason; stored data is served as stale
+                _invalidate()  # this process's cache may predate it (the in-process cache)
+        except RefreshFailed as error:
+            # Stored data is served as stale meanwhile; nobody else is there to say why.
+            if not error.logged:
+                logger.warning("health index refresh failed: %s", error)
         except Exception:
             logger.exception("health index refresh failed")
         finally:
@@ -477,9 +510,15 @@ def _load_latest_months() -> dict[int, str]:
     return {base_year: month_key(*divmod(latest, 100)) for base_year, latest in rows}
 
 
-@cache.memoize()
-def _month_values(month: str) -> list[dict[str, Any]]:
-    return _load_month_values(month)
+def _month_values(summary: dict[str, Any], month: str) -> list[dict[str, Any]]:
+    generation = summary.get("generation")
+    if generation is None:
+        # A summary an earlier release cached, during a rolling deploy: read, do not cache.
+        return _load_month_values(month)
+    values = read_through(
+        cache, f"{_MONTH_PREFIX}{generation}.{month}", lambda: _load_month_values(month)
+    )
+    return cast(list[dict[str, Any]], values)  # _load_month_values never answers None
 
 
 def _load_month_values(month: str) -> list[dict[str, Any]]:
@@ -499,8 +538,24 @@ def _load_month_values(month: str) -> list[dict[str, Any]]:
     ]
 
 
-@cache.memoize()
-def _history(base_year: int, start: str, end: str, page: int, page_size: int) -> dict[str, Any]:
+def _history(
+    summary: dict[str, Any], base_year: int, start: str, end: str, page: int, page_size: int
+) -> dict[str, Any]:
+    generation = summary.get("generation")
+    if generation is None:
+        # A summary an earlier release cached, during a rolling deploy: read, do not cache.
+        return _load_history(base_year, start, end, page, page_size)
+    cached = read_through(
+        cache,
+        f"{_HISTORY_PREFIX}{generation}.{base_year}.{start}.{end}.{page}.{page_size}",
+        lambda: _load_history(base_year, start, end, page, page_size),
+    )
+    return cast(dict[str, Any], cached)  # _load_history never answers None
+
+
+def _load_history(
+    base_year: int, start: str, end: str, page: int, page_size: int
+) -> dict[str, Any]:
     period = MonthlyIndex.year * 100 + MonthlyIndex.month
     start_year, start_month = _split_month(start)
     end_year, end_month = _split_month(end)
@@ -522,14 +577,21 @@ def _history(base_year: int, start: str, end: str, page: int, page_size: int) ->
     return {"items": items, "total": total or 0}
 
 
-_MEMOIZED = (_month_values, _history)
+def _forget_refresh_times() -> None:
+    """After a refresh started or failed: the data is unchanged, only the summary's times."""
+    # ResilientRedisCache turns an unreachable Redis into a logged no-op; LocalCache cannot fail.
+    cache.delete(SUMMARY_KEY)
 
 
 def _invalidate() -> None:
-    # ResilientRedisCache turns an unreachable Redis into a logged no-op; SimpleCache cannot fail.
-    cache.delete(SUMMARY_KEY)
-    for function in _MEMOIZED:
-        cache.delete_memoized(function)
+    """Forget every cached read, after a refresh that may have changed the data committed.
+
+    They are all read through leases, which deleting their keys also deletes
+    (``refapi.caching.read_through``): a read that fetched the old data just before the
+    refresh committed cannot cache it after.
+    """
+    delete_prefixed(cache, _PREFIX)
+    cache.delete_many(*_LEGACY_VERSION_KEYS)
 
 
 def _written_year(text: str | int) -> int:
@@ -612,9 +674,10 @@ def history(
     last = end or "9999-12"
     if (page - 1) * page_size > MAX_OFFSET:
         # Past any series: an empty page, without an OFFSET the database cannot hold.
-        result = {"items": [], "total": _history(year, first, last, 1, page_size)["total"]}
+        total = _history(summary, year, first, last, 1, page_size)["total"]
+        result = {"items": [], "total": total}
     else:
-        result = _history(year, first, last, page, page_size)
+        result = _history(summary, year, first, last, page, page_size)
     body = {
         "base_year": year,
         "items": result["items"],
@@ -627,8 +690,8 @@ def history(
 
 
 def _values_of(summary: dict[str, Any], month: str) -> list[dict[str, Any]]:
-    """A month's values: from the summary when it is a latest month, else memoized."""
-    return summary["months"].get(month) or _month_values(month)
+    """A month's values: from the summary when it is a latest month, else read through."""
+    return summary["months"].get(month) or _month_values(summary, month)
 
 
 def _index(summary: dict[str, Any], year: int, month: str) -> Decimal:
