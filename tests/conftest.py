@@ -13,8 +13,11 @@ Elsewhere, the tests that need them skip with one clear reason.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +29,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from refapi import create_app
 from refapi.extensions import cache, db
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEST_KEY = "tester-secret-0123456789abcdef"
 OTHER_KEY = "other-secret-0123456789abcdef"
 API_KEYS = f"tester:{TEST_KEY},other:{OTHER_KEY}"
@@ -37,6 +41,30 @@ TEST_DATABASE_URL = os.environ.get("REFAPI_TEST_DATABASE_URL", DEFAULT_TEST_DATA
 TEST_REDIS_URL = os.environ.get("REFAPI_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
 CONFIGURATION = os.environ.get("REFAPI_TEST_CONFIG", "A").upper()
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def command_env(folder: Path, **settings: str) -> dict[str, str]:
+    """This process's environment without its REFAPI_* settings, on a SQLite file in ``folder``."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("REFAPI_")}
+    env.update(
+        REFAPI_INSTANCE_PATH=str(folder),
+        REFAPI_DATABASE_URL=f"sqlite:///{folder / 'refapi.sqlite3'}",
+        **settings,
+    )
+    return env
+
+
+def run_flask(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """``flask --app wsgi ARGS`` in a process of its own, as an operator runs it."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "flask"), "--app", "wsgi", *args],
+        cwd=PROJECT_ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
 
 
 def pytest_report_header() -> str:

@@ -1,11 +1,8 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import runpy
-import subprocess
-import sys
 from pathlib import Path
 
 import click
@@ -18,7 +15,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from refapi import create_app
 from refapi.app import database_url
 from refapi.config import DATABASES, SETTINGS, ConfigError, from_environment
-from tests.conftest import API_KEYS
+from tests.conftest import API_KEYS, command_env, run_flask
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 GUNICORN_CONF = README.parent / "gunicorn.conf.py"
@@ -341,18 +338,6 @@ def test_a_flask_command_still_refuses_keys_that_are_wrong(app_config):
 
 def test_flask_commands_of_wsgi_need_no_key_in_the_environment(tmp_path):
     # What a new user runs after `make run`, which had set the key file for gunicorn only.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("REFAPI_")}
-    env.update(
-        REFAPI_INSTANCE_PATH=str(tmp_path),
-        REFAPI_DATABASE_URL=f"sqlite:///{tmp_path / 'refapi.sqlite3'}",
-    )
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "db", "upgrade"],
-        cwd=README.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_flask("db", "upgrade", env=command_env(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "cannot start" not in result.stderr

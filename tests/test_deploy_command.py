@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import sqlalchemy as sa
 
 from refapi import create_app
 from refapi.extensions import db
 from refapi.indices import services as indices
+from tests.conftest import command_env, run_flask
 from tests.indices.conftest import FAILURES
 from tests.test_migrations import MIGRATIONS
 
@@ -156,22 +152,8 @@ def test_deploy_prints_each_warning_once_and_statbels_url_once(tmp_path, upstrea
     # Alembic's env.py gave the root logger a handler during the upgrade, so every later line
     # of refapi's came twice ("... WARNING ... refapi.indices: ..." then "WARNI [refapi.indices]").
     upstream.serve(b"Internal error", status=500, content_type="text/plain")
-    env = {key: value for key, value in os.environ.items() if not key.startswith("REFAPI_")}
-    env.update(
-        REFAPI_INSTANCE_PATH=str(tmp_path),
-        REFAPI_DATABASE_URL=f"sqlite:///{tmp_path / 'refapi.sqlite3'}",
-        REFAPI_STATBEL_URL=upstream.url,
-        RUN_SEEDER="true",
-    )
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "deploy"],
-        cwd=Path(MIGRATIONS).parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    env = command_env(tmp_path, REFAPI_STATBEL_URL=upstream.url, RUN_SEEDER="true")
+    result = run_flask("deploy", env=env)
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     warnings = [line for line in output.splitlines() if "WARN" in line]

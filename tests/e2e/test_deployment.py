@@ -9,14 +9,13 @@ folder only root may enter; tests/deploy checks the Dockerfile's USER instead.)
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import API_KEYS, TEST_KEY
-from tests.e2e.conftest import BIN, PROJECT_ROOT
+from tests.conftest import API_KEYS, TEST_KEY, run_flask
+from tests.e2e.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -50,15 +49,7 @@ def deployment(serve, services_config, tmp_path: Path, upstream):
     server = serve({**compose_environment("api"), **local}, migrate=False)
     # The migrate service, run after the api is up here only to prove the api answers
     # /ready before and serves the seeded data after: compose runs it first.
-    migrate = subprocess.run(
-        [str(BIN / "flask"), "--app", "wsgi", "deploy"],
-        cwd=PROJECT_ROOT,
-        env={**server.env, **migrate_env},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    migrate = run_flask("deploy", env={**server.env, **migrate_env})
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
     return server
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import concurrent.futures
-import subprocess
 import urllib.parse
 
 import pytest
 
-from tests.conftest import TEST_KEY
-from tests.e2e.conftest import BIN, PROJECT_ROOT
+from tests.conftest import TEST_KEY, run_flask
 
 pytestmark = pytest.mark.e2e
 
@@ -89,14 +87,7 @@ def test_concurrent_create_only_saves_across_workers_create_once(two_workers_on_
 def import_zipcodes(server, table, text):
     """`flask zipcodes import`, in a process of its own, against the server's database."""
     table.write_text(text)
-    run = subprocess.run(
-        [str(BIN / "flask"), "--app", "wsgi", "zipcodes", "import", str(table)],
-        cwd=PROJECT_ROOT,
-        env=server.env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    run = run_flask("zipcodes", "import", str(table), env=server.env)
     assert run.returncode == 0, run.stderr
 
 

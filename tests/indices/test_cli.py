@@ -1,16 +1,12 @@
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import sqlalchemy as sa
 
 from refapi.extensions import db
 from refapi.indices import services
 from refapi.indices.models import Refresh
+from tests.conftest import command_env, run_flask
 from tests.indices.conftest import (
     FAILURES,
     HEALTH,
@@ -19,8 +15,6 @@ from tests.indices.conftest import (
     statbel_zip,
     stored_rows,
 )
-
-PROJECT = Path(__file__).resolve().parents[2]
 
 
 def _refreshes(app):
@@ -159,23 +153,9 @@ def test_refresh_without_an_upstream_address_asks_for_a_file(make_indices_app, c
 def test_a_failed_refresh_shows_its_reason_once_in_a_terminal(tmp_path, upstream):
     # As an operator sees it: the log's warning and the command's error on one stderr.
     upstream.serve(**FAILURES["http-500"])
-    env = {key: value for key, value in os.environ.items() if not key.startswith("REFAPI_")}
-    env.update(
-        REFAPI_INSTANCE_PATH=str(tmp_path),
-        REFAPI_DATABASE_URL=f"sqlite:///{tmp_path / 'refapi.sqlite3'}",
-        REFAPI_STATBEL_URL=upstream.url,
-    )
-    flask = str(Path(sys.executable).parent / "flask")
-    for args in (["db", "upgrade"], ["indices", "refresh"]):
-        result = subprocess.run(
-            [flask, "--app", "wsgi", *args],
-            cwd=PROJECT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
+    env = command_env(tmp_path, REFAPI_STATBEL_URL=upstream.url)
+    assert run_flask("db", "upgrade", env=env).returncode == 0
+    result = run_flask("indices", "refresh", env=env)
     assert result.returncode == 1, result.stderr
     output = result.stdout + result.stderr
     assert output.count("HTTP 500") == 1, output
