@@ -234,9 +234,20 @@ def test_the_readme_documents_every_setting_with_its_default():
 
 
 def test_an_sqlite_too_old_for_returning_refuses_to_start(app_config, monkeypatch):
-    monkeypatch.setattr("refapi.app.sqlite3.sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr("refapi.config.sqlite3.sqlite_version_info", (3, 31, 1))
     with pytest.raises(ConfigError, match=r"3\.35 or newer"):
         create_app({**app_config, "DATABASE_URL": "sqlite:///refapi.sqlite3"})
+    with pytest.raises(ConfigError, match=r"3\.35 or newer"):
+        create_app({**app_config, "DATABASE_URL": "sqlite://"})
+
+
+def test_an_sqlite_too_old_stops_gunicorns_master_before_any_worker(monkeypatch, tmp_path):
+    # Found by a worker, it would fail each worker's boot over and over instead.
+    monkeypatch.setattr("refapi.config.sqlite3.sqlite_version_info", (3, 31, 1))
+    monkeypatch.setenv("REFAPI_API_KEYS", API_KEYS)
+    monkeypatch.setenv("REFAPI_INSTANCE_PATH", str(tmp_path))
+    with pytest.raises(SystemExit, match=r"refapi cannot start: SQLite .*3\.35 or newer"):
+        runpy.run_path(str(GUNICORN_CONF))
 
 
 def test_the_app_still_tells_coroutine_functions_from_plain_ones(app_config):

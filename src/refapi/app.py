@@ -218,16 +218,7 @@ def _extension_config(settings: Mapping[str, Any]) -> dict[str, Any]:
 DATABASE_CONNECT_TIMEOUT = 5
 
 
-# The store writes with INSERT/UPDATE ... RETURNING, which SQLite has from 3.35 on.
-MIN_SQLITE_VERSION = (3, 35)
-
-
 def _engine_options(url: str) -> dict[str, Any]:
-    if url.startswith("sqlite") and sqlite3.sqlite_version_info < MIN_SQLITE_VERSION:
-        raise config.ConfigError(
-            f"SQLite {sqlite3.sqlite_version} is too old (3.35 or newer is needed): use a Python "
-            "built with a newer SQLite, or PostgreSQL (REFAPI_DATABASE_URL)."
-        )
     # A statement's parameters are stored values: SQLAlchemy leaves them out of its errors' text,
     # so that a 500's logged traceback does not hold a client's data.
     options: dict[str, Any] = {"hide_parameters": True}

@@ -11,6 +11,7 @@ import math
 import os
 import re
 import socket
+import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -415,15 +416,27 @@ def check(settings: Mapping[str, Any]) -> None:
             "REFAPI_CACHE_KEY_PREFIX must not be empty with Redis: refapi only ever deletes "
             "keys under its prefix."
         )
-    _check_sqlite_folder(settings)
+    _check_sqlite(settings)
 
 
-def _check_sqlite_folder(settings: Mapping[str, Any]) -> None:
+# The store writes with INSERT/UPDATE ... RETURNING, which SQLite has from 3.35 on.
+MIN_SQLITE_VERSION = (3, 35)
+
+
+def _check_sqlite(settings: Mapping[str, Any]) -> None:
+    """SQLite new enough, and the instance folder a relative database file goes in."""
     try:
         url = make_url(settings["DATABASE_URL"])
     except (ArgumentError, ValueError):
         return  # a URL given to create_app directly: SQLAlchemy's own error follows
-    if url.get_backend_name() != "sqlite" or url.database in {None, "", ":memory:"}:
+    if url.get_backend_name() != "sqlite":
+        return
+    if sqlite3.sqlite_version_info < MIN_SQLITE_VERSION:
+        raise ConfigError(
+            f"SQLite {sqlite3.sqlite_version} is too old (3.35 or newer is needed): use a Python "
+            "built with a newer SQLite, or PostgreSQL (REFAPI_DATABASE_URL)."
+        )
+    if url.database in {None, "", ":memory:"}:
         return
     if url.query.get("uri") or url.database.startswith("file:"):
         return  # a URI filename: SQLite's to interpret
