@@ -307,13 +307,16 @@ def test_every_error_response_is_documented_as_a_problem(app):
 
 # Digits that str.isdigit() accepts but int() refuses (superscript, circled), and digits of
 # other scripts that int() reads (Arabic-Indic, fullwidth): a base year is written in ASCII
-# digits, as a zipcode is, and anything else is the documented WRONG_YEAR, never a 500.
+# digits alone, as a zipcode is, and anything else is the documented WRONG_YEAR, never a 500.
 NOT_ASCII_YEARS = [
     "\u00b2",
     "\u2460",
     "2013\u00b2",
     "\u0662\u0660\u0661\u0663",
     "\uff12\uff10\uff11\uff13",
+    # Nor surrounding spaces, as for a zipcode and a page number.
+    " 2013",
+    "2013 ",
 ]
 
 

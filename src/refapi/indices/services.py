@@ -600,7 +600,7 @@ def _written_year(text: str | int) -> int:
     Checked before the data is read: no data can make a malformed base year valid, so it is a
     400 even while nothing is stored (like a malformed month), with an empty list then.
     """
-    candidate = str(text).strip()
+    candidate = str(text)
     year = ascii_digits(candidate, max_digits=_BASE_YEAR_DIGITS)
     if year is not None:
         return year
