@@ -283,15 +283,22 @@ def handle_database_error(error: sa.exc.SQLAlchemyError) -> Response:
 
 
 def _log_cause(what: str, error: sa.exc.SQLAlchemyError) -> None:
-    # Never ``str(error)``, which holds the statement's parameters (a stored value), nor the
-    # driver's lines after its first (a deadlock's DETAIL quotes the other sessions' statements).
-    # The first line is the reason: for a lost connection, the host and port, never the password.
+    logger.warning("%s: %s", what, database_cause(error))
+
+
+def database_cause(error: sa.exc.SQLAlchemyError) -> str:
+    """What a database error says happened, fit for a log or an operator: ``Type: first line``.
+
+    Never ``str(error)``, which holds the statement's parameters (a stored value), nor the
+    driver's lines after its first (a deadlock's DETAIL quotes the other sessions' statements).
+    The first line is the reason: for a lost connection, the host and port, never the password.
+    """
     cause = getattr(error, "orig", None) or error
     message = next(iter(str(cause).strip().splitlines()), "")
     password = sa.make_url(current_app.config["SQLALCHEMY_DATABASE_URI"]).password
     if password:
         message = message.replace(str(password), "***")
-    logger.warning("%s: %s: %s", what, type(cause).__name__, message)
+    return f"{type(cause).__name__}: {message}"
 
 
 class ProblemSchema(ma.Schema):

@@ -3,10 +3,12 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from refapi import create_app
 from refapi.extensions import db
 from refapi.indices import services
 from refapi.indices.models import Refresh
 from tests.conftest import command_env, run_flask
+from tests.e2e.conftest import free_port
 from tests.indices.conftest import (
     FAILURES,
     HEALTH,
@@ -139,6 +141,23 @@ def test_refresh_while_another_runs_says_so_once(app, runner, upstream, caplog):
     assert result.exit_code == 1
     assert times_shown("another refresh is running", result, caplog) == 1
     assert "another refresh is running" in result.output
+    assert upstream.hits == 0
+
+
+def test_refresh_with_the_database_unreachable_says_so_not_that_another_one_runs(
+    app_config, upstream, caplog
+):
+    password = "db-password-hunter2"
+    # Nothing listens on that port: every connection is refused at once.
+    url = f"postgresql+psycopg://refapi:{password}@127.0.0.1:{free_port()}/refapi"
+    app = create_app({**app_config, "DATABASE_URL": url, "STATBEL_URL": upstream.url})
+    result = app.test_cli_runner().invoke(args=["indices", "refresh"])
+    with app.app_context():
+        db.engine.dispose()
+    assert result.exit_code == 1
+    assert "the refresh lease could not be taken (OperationalError: " in result.output
+    assert "another refresh is running" not in result.output
+    assert password not in result.output + caplog.text
     assert upstream.hits == 0
 
 

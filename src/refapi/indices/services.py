@@ -28,7 +28,7 @@ from flask import Flask, current_app
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from refapi.caching import delete_prefixed, read_through
-from refapi.errors import ApiError
+from refapi.errors import ApiError, database_cause
 from refapi.extensions import cache, db, read_outside_a_transaction
 from refapi.fields import ascii_digits
 from refapi.indices import statbel
@@ -138,7 +138,12 @@ def refresh(*, path: str | None = None) -> RefreshOutcome:
     ``RefreshFailed`` when another refresh runs, or when the data cannot be read or is invalid;
     stored data is then untouched.
     """
-    holder = _acquire_lease()
+    try:
+        holder = _take_lease()
+    except SQLAlchemyError as error:
+        raise RefreshFailed(
+            f"the refresh lease could not be taken ({database_cause(error)})"
+        ) from None
     if holder is None:
         raise RefreshFailed("another refresh is running; try again in a minute")
     try:
@@ -267,12 +272,22 @@ def _lease_seconds() -> float:
 
 
 def _acquire_lease() -> str | None:
-    """A holder id when this caller now holds the lease, else None.
+    """``_take_lease()``, or None, logged, when the database does not answer (a read goes on)."""
+    try:
+        return _take_lease()
+    except SQLAlchemyError as error:
+        logger.warning("health index refresh lease unavailable: %s", database_cause(error))
+        return None
 
-    Commits the session: the lease must be visible to others at once. Callers hold no pending
-    changes (a read, or the start of a refresh). Through the session rather than a connection of
-    its own, so that a request never holds two pooled connections: twenty threads each waiting
-    for a second one would exhaust the pool.
+
+def _take_lease() -> str | None:
+    """A holder id when this caller now holds the lease, None when another one holds it.
+
+    Raises SQLAlchemyError when the database does not answer. Commits the session: the lease
+    must be visible to others at once. Callers hold no pending changes (a read, or the start of
+    a refresh). Through the session rather than a connection of its own, so that a request never
+    holds two pooled connections: twenty threads each waiting for a second one would exhaust the
+    pool.
     """
     table = RefreshLease.__table__
     holder = uuid.uuid4().hex
@@ -296,10 +311,9 @@ def _acquire_lease() -> str | None:
     except IntegrityError:
         db.session.rollback()
         return None  # another caller created the row first: it holds the lease
-    except SQLAlchemyError as error:
+    except SQLAlchemyError:
         db.session.rollback()
-        logger.warning("health index refresh lease unavailable: %r", error)
-        return None
+        raise
     return holder
 
 
