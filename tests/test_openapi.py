@@ -126,5 +126,13 @@ def test_the_health_indexs_503_documents_the_upstream_and_the_database(spec):
         assert "`DATABASE_UNAVAILABLE`" in description, path
 
 
+def test_readiness_documents_its_503_not_ready_with_retry_after(spec):
+    response = resolved(spec, spec["paths"]["/ready"]["get"]["responses"]["503"])
+    assert "`NOT_READY`" in response["description"]
+    assert "application/problem+json" in response["content"]
+    retry_after = resolved(spec, response["headers"]["Retry-After"])
+    assert retry_after["schema"] == {"type": "integer", "minimum": 0}
+
+
 def test_liveness_documents_no_503(spec):
     assert "503" not in spec["paths"]["/ping"]["get"]["responses"]

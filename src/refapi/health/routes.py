@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask.views import MethodView
 
-from refapi.api import Blueprint, public
-from refapi.errors import DATABASE_RETRY_AFTER_SECONDS, ApiError
+from refapi.api import RETRY_AFTER, Blueprint, public
+from refapi.errors import DATABASE_RETRY_AFTER_SECONDS, PROBLEM_MIMETYPE, ApiError, ProblemSchema
 from refapi.health import services
 from refapi.health.schemas import PingSchema, ReadinessSchema
 
@@ -33,7 +33,14 @@ class Ping(MethodView):
 class Ready(MethodView):
     @public
     @blp.response(200, ReadinessSchema)
-    @blp.alt_response(503, response="SERVICE_UNAVAILABLE")
+    @blp.alt_response(
+        503,
+        description="`NOT_READY`: the database does not answer; `checks` says what each "
+        "dependency answered. Ask again after `Retry-After` seconds.",
+        schema=ProblemSchema,
+        content_type=PROBLEM_MIMETYPE,
+        headers={"Retry-After": RETRY_AFTER},
+    )
     def get(self) -> dict[str, object]:
         """Readiness: the database answers. A cache that does not answer is reported `degraded`.
 
