@@ -6,9 +6,10 @@ import pytest
 import sqlalchemy as sa
 
 from refapi import create_app
-from refapi.extensions import db
+from refapi.extensions import cache, db
 from refapi.indices import services as indices
 from tests.conftest import command_env, run_flask
+from tests.e2e.conftest import free_port
 from tests.indices.conftest import FAILURES
 from tests.test_migrations import MIGRATIONS
 
@@ -64,6 +65,20 @@ def test_seeding_never_overwrites_an_operators_zipcode_table(app_config, monkeyp
     app, result = _deploy(app_config, monkeypatch, upstream.url)
     assert result.exit_code == 0, result.output
     assert _counts(app)["zipcodes"] == 1
+
+
+def test_a_deployment_redis_does_not_hear_of_goes_on_with_a_warning(
+    app_config, monkeypatch, upstream
+):
+    # Like Statbel being down, Redis being down does not block a deployment; it is said.
+    dead_redis = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "CACHE_KEY_PREFIX": "dead:"}
+    app, result = _deploy(app_config, monkeypatch, upstream.url, **dead_redis)
+    with app.app_context():
+        cache.cache.near.close()
+        db.engine.dispose()
+    assert result.exit_code == 0, result.output
+    assert "Warning: The health index is stored, but Redis did not answer" in result.output
+    assert "flask --app wsgi cache clear" in result.output
 
 
 def _times_shown(reason, result, caplog):

@@ -27,7 +27,7 @@ from werkzeug.wsgi import LimitedStream
 
 from refapi import auth, config, errors
 from refapi.auth.routes import blp as auth_blp
-from refapi.cli import deploy
+from refapi.cli import cache_group, deploy
 from refapi.extensions import READS_BIND, api, cache, db, migrate
 from refapi.health.routes import blp as health_blp
 from refapi.indices.routes import blp as indices_blp
@@ -127,6 +127,7 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app, keyring, public_endpoints=_DOCS_ENDPOINTS)
     _trust_proxies(app)
     app.cli.add_command(deploy)
+    app.cli.add_command(cache_group)
     return app
 
 

@@ -85,6 +85,15 @@ def _is_lease(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(_LEASE_PREFIX)
 
 
+def invalidation_lost(cache: Cache) -> bool:
+    """Whether this process changed data that Redis was not told of (``ResilientRedisCache``).
+
+    Always False with the in-process cache, which has no one else to tell.
+    """
+    backend = cache.cache
+    return isinstance(backend, ResilientRedisCache) and backend.invalidation_lost
+
+
 def delete_prefixed(cache: Cache, prefix: str) -> bool:
     """Delete every key of ``cache`` that starts with ``prefix``, leases included."""
     return cast(LeasingCache, cache.cache).delete_prefixed(prefix)
@@ -198,6 +207,15 @@ class ResilientRedisCache(RedisCache):
     def available(self) -> bool:
         """False while the last operation could not reach Redis."""
         return self._available
+
+    @property
+    def invalidation_lost(self) -> bool:
+        """Whether a deletion could not reach Redis, and the cache has not been emptied since.
+
+        A server makes it good itself: its next operation that reaches Redis empties the cache
+        first. A command exits before that, and must say so (``refapi.cli.require_invalidated``).
+        """
+        return self._must_flush
 
     def ping(self) -> bool:
         """Whether Redis answers now; recovers (and flushes if needed) when it does."""

@@ -1,4 +1,8 @@
-"""``flask deploy``: what the compose ``migrate`` service runs before the API starts."""
+"""The flask commands of the whole service, and what every command that changes data shares.
+
+``flask deploy``: what the compose ``migrate`` service runs before the API starts.
+``flask cache clear``: empty the shared cache, after a database restore say.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,51 @@ import flask_migrate
 from flask import current_app
 from flask.cli import with_appcontext
 
+from refapi.caching import invalidation_lost
+from refapi.extensions import cache
 from refapi.indices import services as indices
 from refapi.zipcodes import services as zipcodes
+
+
+def require_invalidated(what: str) -> None:
+    """End a command that changed data with an error if Redis could not be told of the change.
+
+    Running servers would answer the old data from the cache until it expires; the command, which
+    exits now, cannot empty the cache later as a server would.
+    """
+    if invalidation_lost(cache):
+        raise click.ClickException(_not_invalidated(what))
+
+
+def _not_invalidated(what: str) -> str:
+    return (
+        f"{what}, but Redis did not answer, so the servers' cache still holds the old data "
+        f"(for up to REFAPI_CACHE_DEFAULT_TIMEOUT, {current_app.config['CACHE_DEFAULT_TIMEOUT']} "
+        "s; 0: until it is emptied). Run `flask --app wsgi cache clear` once Redis answers."
+    )
+
+
+@click.group("cache")
+def cache_group() -> None:
+    """The cache that every server shares (Redis)."""
+
+
+@cache_group.command("clear")
+@with_appcontext
+def clear_command() -> None:
+    """Empty the shared cache: every server reads the database again.
+
+    Only this deployment's keys (under REFAPI_CACHE_KEY_PREFIX) are deleted. For after a
+    database restore, or a command that could not reach Redis.
+    """
+    if not current_app.config["REDIS_URL"]:
+        raise click.ClickException(
+            "There is no shared cache to empty (REFAPI_REDIS_URL is empty): each server keeps "
+            "its own in its process, emptied when the server restarts."
+        )
+    if not cache.clear():
+        raise click.ClickException("Redis did not answer: nothing was emptied. Run it again.")
+    click.echo("Cache emptied: every server reads the database again.")
 
 
 def _upgrade(directory: str) -> None:
@@ -77,3 +124,6 @@ def deploy(seed: bool, directory: str) -> None:
         )
         return
     click.echo(f"Health index stored: latest month {outcome.latest_month}.")
+    if invalidation_lost(cache):
+        # Like Statbel being down, Redis being down does not block a deployment.
+        click.echo(f"Warning: {_not_invalidated('The health index is stored')}", err=True)

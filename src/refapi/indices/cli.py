@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
+from refapi.cli import require_invalidated
 from refapi.indices import services
 
 
@@ -35,3 +36,4 @@ def refresh_command(path: str | None) -> None:
         shown = ", ".join(months) if len(months) <= 6 else f"{months[0]} to {months[-1]}"
         click.echo(f"{len(months)} new month(s) with a health index: {shown}.")
     click.echo(f"Latest month: {outcome.latest_month}.")
+    require_invalidated("The health index is stored")

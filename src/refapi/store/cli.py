@@ -15,6 +15,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy.exc import IntegrityError
 
+from refapi.cli import require_invalidated
 from refapi.store import services
 from refapi.store.schemas import ExportedEntry
 
@@ -124,6 +125,7 @@ def import_command(file: IO[str], client: str | None, replace: bool) -> None:
     except IntegrityError:
         _fail(["A key was created while importing."], "Nothing was imported; run it again.")
     click.echo(f"Imported {_entries(len(entries))}.", err=True)
+    require_invalidated("The entries are imported")
 
 
 def _parse(

@@ -7,6 +7,7 @@ from typing import BinaryIO
 import click
 from flask.cli import with_appcontext
 
+from refapi.cli import require_invalidated
 from refapi.zipcodes import services
 from refapi.zipcodes.errors import RiskTableNotValid
 
@@ -55,3 +56,4 @@ def import_command(file: BinaryIO | None, if_empty: bool) -> None:
         f"Imported {_zipcodes(result.zipcodes)} from {source}: {result.added} added, "
         f"{result.changed} changed, {result.removed} removed."
     )
+    require_invalidated("The risk table is imported")
