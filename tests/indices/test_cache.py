@@ -70,6 +70,20 @@ def test_a_refresh_by_an_earlier_release_also_retires_this_releases_reads(
     assert _october_2013(client.get(path, headers=auth_headers)) == 110.12
 
 
+@pytest.mark.parametrize("path", [MONTH, HISTORY])
+def test_a_summary_an_earlier_release_cached_is_replaced_so_reads_are_cached_again(
+    stored, client, auth_headers, path
+):
+    # An earlier release's summary has no generation, which keys this release's other reads.
+    with stored.app_context():
+        earlier = services._load_summary()
+        del earlier["generation"]
+        cache.set(services.SUMMARY_KEY, earlier)
+    assert _october_2013(client.get(path, headers=auth_headers)) == 110.11
+    _set_behind_the_cache(stored, 1)
+    assert _october_2013(client.get(path, headers=auth_headers)) == 110.11
+
+
 @pytest.mark.parametrize("function", ["_month_values", "_history"])
 def test_a_refresh_also_retires_the_reads_earlier_releases_memoized(stored, function):
     # Earlier releases memoized a month's values and the series: rotating those functions'

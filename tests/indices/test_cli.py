@@ -161,6 +161,22 @@ def test_refresh_with_the_database_unreachable_says_so_not_that_another_one_runs
     assert upstream.hits == 0
 
 
+def test_a_database_error_while_storing_is_its_first_line_only(app, runner, monkeypatch):
+    # A deadlock's later lines quote the other sessions' statements, and a statement's text its
+    # values: neither belongs in the log, the refresh record or the command's output.
+    cause = RuntimeError("deadlock detected\nDETAIL: Process 7 waits; statement: UPDATE 'secret'")
+
+    def deadlocked(*_args, **_kwargs):
+        raise sa.exc.OperationalError("UPDATE health_indices SET ...", {"v": "secret"}, cause)
+
+    monkeypatch.setattr(services, "_store", deadlocked)
+    result = runner.invoke(args=["indices", "refresh"])
+    assert result.exit_code == 1
+    (failed,) = _refreshes(app)
+    assert failed.error == "RuntimeError: deadlock detected"
+    assert "secret" not in result.output
+
+
 def test_refresh_without_an_upstream_address_asks_for_a_file(make_indices_app, caplog):
     runner = make_indices_app(STATBEL_URL="").test_cli_runner()
     result = runner.invoke(args=["indices", "refresh"])

@@ -186,7 +186,7 @@ def _refresh_holding_lease(*, path: str | None) -> RefreshOutcome:
         db.session.commit()
     except (statbel.StatbelError, SQLAlchemyError) as error:
         db.session.rollback()
-        reason = str(error) if isinstance(error, statbel.StatbelError) else repr(error)[:500]
+        reason = str(error) if isinstance(error, statbel.StatbelError) else database_cause(error)
         # Not logged below the level configured (REFAPI_LOG_LEVEL=ERROR): the caller says it.
         logged = logger.isEnabledFor(logging.WARNING)
         logger.warning("health index refresh from %s failed: %s", source, reason)
@@ -398,6 +398,11 @@ def _summary() -> dict[str, Any]:
         return loaded if loaded["retrieved_at"] is not None else None
 
     cached = read_through(cache, SUMMARY_KEY, load)
+    if cached is not None and "generation" not in cached:
+        # An earlier release's, during a rolling deploy: with it, this release's other reads
+        # would not be cached (they are keyed by the generation). Replaced by this release's.
+        cache.delete(SUMMARY_KEY)
+        cached = read_through(cache, SUMMARY_KEY, load)
     return cached if cached is not None else loaded
 
 
