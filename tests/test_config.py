@@ -53,7 +53,18 @@ def test_an_invalid_environment_value_refuses_to_start_naming_the_variable(varia
         ("REFAPI_DATABASE_URL", "nonsense", "SQLite .* or PostgreSQL"),
         ("REFAPI_DATABASE_URL", "postgresql://refapi:pw@db:port/refapi", "not a database URL"),
         ("REFAPI_DATABASE_URL", "mysql://x", "mysql is not supported: refapi runs on SQLite"),
-        ("REFAPI_DATABASE_URL", "postgresql+psycopg2://u@db/refapi", "write postgresql://"),
+        (
+            "REFAPI_DATABASE_URL",
+            "postgresql+psycopg2://u@db/refapi",
+            r"postgresql\+psycopg2:// is not supported: write postgres://, postgresql:// or "
+            r"postgresql\+psycopg:// \(refapi uses psycopg 3\)",
+        ),
+        (
+            "REFAPI_DATABASE_URL",
+            "postgres+psycopg://u@db/refapi",
+            r"postgres\+psycopg:// is not supported: write postgres://, postgresql:// or",
+        ),
+        ("REFAPI_DATABASE_URL", "sqlite+aiosqlite:///x", r"write sqlite:// or sqlite\+pysqlite://"),
         ("REFAPI_REDIS_URL", "http://x", r"redis://\[:password@\]host:6379/0"),
         ("REFAPI_REDIS_URL", "redis://cache:port/0", "not a Redis URL"),
         ("REFAPI_REDIS_URL", "redis://cache:6379/zero", "database after the host must be a number"),

@@ -128,9 +128,18 @@ def _database_url(text: str) -> str:
     if database is None:
         raise ValueError(f"{backend} is not supported: refapi runs on {DATABASE_FORMS}")
     if driver not in database.drivers:
+        forms = [
+            f"{name}+{accepted}://" if accepted else f"{name}://"
+            for name, accepted in sorted(
+                (name, accepted)
+                for name, same in DATABASES.items()
+                if same.drivername == database.drivername
+                for accepted in same.drivers
+            )
+        ]
         raise ValueError(
-            f"the {driver} driver is not supported: write {backend}:// (refapi uses "
-            f"{database.installed})"
+            f"{url.drivername}:// is not supported: write {', '.join(forms[:-1])} or "
+            f"{forms[-1]} (refapi uses {database.installed})"
         )
     return text
 
