@@ -7,12 +7,14 @@ this API reads from text is written in digits 0-9 alone.
 
 from __future__ import annotations
 
+import decimal
 import re
 from typing import Any
 
 import marshmallow as ma
 
 _DIGITS = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
 def ascii_digits(text: str, *, max_digits: int) -> int | None:
@@ -34,5 +36,24 @@ class AsciiInteger(ma.fields.Integer):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
         if isinstance(value, str) and not _DIGITS.fullmatch(value):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class AsciiDecimal(ma.fields.Decimal):
+    """marshmallow's ``Decimal``, but text must be plain digits 0-9 with an optional fraction.
+
+    ``Decimal()`` would read ``"8_50"``, fullwidth digits, ``" 850 "`` and ``"850e0"`` as 850.
+    A JSON number is read as it is.
+    """
+
+    default_error_messages: ma.types.ErrorMessages = {  # noqa: RUF012 - as marshmallow declares it
+        "invalid": "Not a number written in digits 0-9 (with an optional '.' and fraction)."
+    }
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> decimal.Decimal:
+        if isinstance(value, str) and not _DECIMAL.fullmatch(value):
             raise self.make_error("invalid", input=value)
         return super()._deserialize(value, attr, data, **kwargs)

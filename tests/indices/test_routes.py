@@ -265,6 +265,11 @@ def test_indexation_on_an_unpublished_month_is_404(stored, client, auth_headers,
         {"amount": 0},
         {"amount": -850},
         {"amount": "abc"},
+        # Text that Decimal() reads as 850: an amount is written in digits 0-9.
+        {"amount": "8_50"},
+        {"amount": "\uff18\uff15\uff10"},
+        {"amount": " 850 "},
+        {"amount": "850e0"},
         {"start_month": "2019-4"},
         {"base_year": "2013"},
         {"extra": 1},
@@ -274,6 +279,12 @@ def test_indexation_with_invalid_input_is_422(stored, client, auth_headers, chan
     response = _indexation(client, auth_headers, **changes)
     assert response.status_code == 422
     assert response.get_json()["code"] == "VALIDATION_ERROR"
+
+
+def test_indexation_reads_an_amount_sent_as_decimal_text(stored, client, auth_headers):
+    number = _indexation(client, auth_headers, amount=850.00).get_json()
+    text = _indexation(client, auth_headers, amount="850.00").get_json()
+    assert text == number
 
 
 def test_indexation_in_a_base_year_without_health_index_is_wrong_year(stored, client, auth_headers):

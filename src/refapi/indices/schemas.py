@@ -5,6 +5,7 @@ from typing import Any
 
 import marshmallow as ma
 
+from refapi.fields import AsciiDecimal
 from refapi.indices.services import MONTH_PATTERN
 from refapi.pagination import PageArgsSchema, PageSchema
 
@@ -117,12 +118,13 @@ class IndexationIn(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    amount = ma.fields.Decimal(
+    amount = AsciiDecimal(
         required=True,
         places=None,
         validate=ma.validate.Range(min=0, max=MAX_AMOUNT, min_inclusive=False),
         metadata={
-            "description": "The base amount (e.g. the rent at signing), more than 0.",
+            "description": "The base amount (e.g. the rent at signing), more than 0: a JSON "
+            'number, or text in digits 0-9 with an optional fraction (`"850.00"`).',
             "example": 850,
             # apispec would write the Decimal bounds as strings.
             "minimum": 0,
