@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import redis
 import sqlalchemy as sa
 
-from refapi.extensions import db
+from refapi.caching import KEY_FAMILIES
+from refapi.extensions import cache, db
 from refapi.indices import services as indices
 from refapi.store import services as store
 from refapi.zipcodes import services as zipcodes
@@ -63,10 +65,19 @@ def test_a_change_redis_did_not_hear_of_exits_1_and_says_how_to_mend_it(
     assert stored
 
 
+def test_a_zipcode_import_that_changed_nothing_exits_0_though_redis_did_not_hear_of_it(
+    dead_redis_app, tmp_path
+):
+    zipcode_import(dead_redis_app, tmp_path)
+    again, _ = zipcode_import(dead_redis_app, tmp_path)
+    assert "0 added, 0 changed, 0 removed." in again.output
+    assert again.exit_code == 0, again.output
+
+
 def test_cache_clear_with_redis_unreachable_fails_and_says_nothing_was_emptied(dead_redis_app):
     result = dead_redis_app.test_cli_runner().invoke(args=["cache", "clear"])
     assert result.exit_code == 1
-    assert "Redis did not answer: nothing was emptied" in result.output
+    assert "Redis did not answer: the cache was not emptied" in result.output
 
 
 def test_cache_clear_without_redis_says_there_is_no_shared_cache(make_app):
@@ -98,3 +109,41 @@ def test_cache_clear_makes_every_server_read_what_a_restore_put_in_the_database(
     assert result.exit_code == 0, result.output
     assert "Cache emptied" in result.output
     assert client.get("/get/k", headers=auth_headers).get_json()["value"] == "restored"
+
+
+@pytest.mark.services
+def test_every_key_the_features_cache_is_in_a_family_cache_clear_deletes(
+    make_app, upstream, auth_headers, services
+):
+    # `cache clear` deletes KEY_FAMILIES only (another deployment's prefix may begin with ours):
+    # a key outside them would outlive it.
+    app = make_app(STATBEL_URL=upstream.url)
+    client = app.test_client()
+    with app.app_context():
+        indices.refresh()
+        zipcodes.import_sample()
+        prefix = cache.cache.key_prefix
+    assert client.post("/save", json={"key": "k", "value": 1}, headers=auth_headers).status_code
+    for path in (
+        "/get/k",
+        "/get/missing",
+        "/keys",
+        "/zipcodes/9000",
+        "/zipcodes?risk_factor=A",
+        "/zipcodes?risk_factor=A&page=99",
+        "/indices/health",
+        "/indices/health?base_year=2013",
+        "/indices/health/2020-10",
+        "/indices/health/history?base_year=2013",
+        "/indices/health/history?base_year=2013&page=9999",
+    ):
+        assert client.get(path, headers=auth_headers).status_code < 500, path
+    with redis.Redis.from_url(services["redis"]) as server:
+        written = [key.decode()[len(prefix) :] for key in server.scan_iter(match=f"{prefix}*")]
+    cached = [key for key in written if not key.startswith("near-ack:")]
+    assert {family for family in KEY_FAMILIES if any(k.startswith(family) for k in cached)} >= {
+        "store.",
+        "zipcodes.",
+        "indices.",
+    }
+    assert [key for key in cached if not key.startswith(KEY_FAMILIES)] == []

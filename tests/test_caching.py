@@ -8,9 +8,12 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from refapi.caching import delete_prefixed, read_through
+from refapi.caching import KEY_FAMILIES, delete_prefixed, read_through
 from refapi.extensions import cache as flask_cache
 from tests.tcp_proxy import TcpProxy
+
+# A key as the store caches it: emptying the cache deletes refapi's key families only.
+ENTRY = "store.json.entry"
 
 
 @pytest.fixture
@@ -50,15 +53,15 @@ def test_a_dead_redis_is_a_miss_and_is_logged_once(make_app, caplog):
 def test_a_value_replaced_while_redis_was_unreachable_is_never_served(cache_app, redis_proxy):
     proxy, _ = redis_proxy
     cache = backend(cache_app)
-    assert cache.set("entry", "old") is True
+    assert cache.set(ENTRY, "old") is True
     proxy.cut()
     # The write committed elsewhere; its invalidation cannot reach Redis.
-    assert cache.delete("entry") is False
+    assert cache.delete(ENTRY) is False
     proxy.restore()
-    assert cache.get("entry") is None, "the old value must not come back"
+    assert cache.get(ENTRY) is None, "the old value must not come back"
     assert cache.available is True
-    assert cache.set("entry", "new") is True
-    assert cache.get("entry") == "new"
+    assert cache.set(ENTRY, "new") is True
+    assert cache.get(ENTRY) == "new"
 
 
 def test_ready_reports_the_cache_back_when_redis_returns(cache_app, redis_proxy):
@@ -92,18 +95,25 @@ def test_clearing_deletes_this_deployments_keys_and_nothing_else(cache_app, serv
     import redis
 
     other = redis.Redis.from_url(services["redis"])
-    # Unique: tox runs two environments at once against the same Redis.
-    elsewhere = f"someone-else-{uuid.uuid4().hex}:key"
-    other.set(elsewhere, "kept")
+    cache = backend(cache_app)
+    # Unique: tox runs two environments at once against the same Redis. The second is another
+    # deployment whose prefix begins with this one's ("refapi:" and "refapi:staging:").
+    elsewhere = [
+        f"someone-else-{uuid.uuid4().hex}:store.json.key",
+        f"{cache.key_prefix}staging-{uuid.uuid4().hex}:store.json.key",
+    ]
+    for key in elsewhere:
+        other.set(key, "kept")
     try:
-        cache = backend(cache_app)
-        for number in range(1500):
-            cache.set(f"k{number}", number)
+        for family in KEY_FAMILIES:
+            for number in range(1500):
+                cache.set(f"{family}k{number}", number)
         assert cache.clear() is True
-        assert cache.get_many("k0", "k1499") == [None, None]
-        assert other.get(elsewhere) == b"kept"
+        for family in KEY_FAMILIES:
+            assert cache.get_many(f"{family}k0", f"{family}k1499") == [None, None]
+        assert [other.get(key) for key in elsewhere] == [b"kept", b"kept"]
     finally:
-        other.delete(elsewhere)
+        other.delete(*elsewhere)
         other.close()
 
 

@@ -67,17 +67,20 @@ def test_seeding_never_overwrites_an_operators_zipcode_table(app_config, monkeyp
     assert _counts(app)["zipcodes"] == 1
 
 
+@pytest.mark.parametrize("statbel", ["served", "unreachable", "not configured"])
 def test_a_deployment_redis_does_not_hear_of_goes_on_with_a_warning(
-    app_config, monkeypatch, upstream
+    app_config, monkeypatch, upstream, statbel
 ):
-    # Like Statbel being down, Redis being down does not block a deployment; it is said.
+    # Like Statbel being down, Redis being down does not block a deployment; it is said, also
+    # when only the zipcodes were seeded.
+    url = {"served": upstream.url, "unreachable": f"http://127.0.0.1:{free_port()}/x.zip"}
     dead_redis = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "CACHE_KEY_PREFIX": "dead:"}
-    app, result = _deploy(app_config, monkeypatch, upstream.url, **dead_redis)
+    app, result = _deploy(app_config, monkeypatch, url.get(statbel, ""), **dead_redis)
     with app.app_context():
         cache.cache.near.close()
         db.engine.dispose()
     assert result.exit_code == 0, result.output
-    assert "Warning: The health index is stored, but Redis did not answer" in result.output
+    assert "Warning: The seeded data is stored, but Redis did not answer" in result.output
     assert "flask --app wsgi cache clear" in result.output
 
 

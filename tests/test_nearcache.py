@@ -515,9 +515,9 @@ def test_emptying_the_cache_leaves_fences_acknowledgements_to_their_writers(
     cache = backend(app)
     acknowledgement = cache.key_prefix + "near-ack:a-writer-waits-for-it"
     redis_client.rpush(acknowledgement, 1)
-    cache.set("entry", 1)
+    cache.set("store.json.entry", 1)
     assert cache.clear() is True
-    assert cache.get("entry") is None
+    assert cache.get("store.json.entry") is None
     assert redis_client.llen(acknowledgement) == 1
     redis_client.delete(acknowledgement)
 

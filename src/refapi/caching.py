@@ -32,7 +32,7 @@ from flask_caching import Cache
 from flask_caching.backends.rediscache import RedisCache
 from flask_caching.backends.simplecache import SimpleCache
 
-from refapi.nearcache import ACK_INFIX, NearCache
+from refapi.nearcache import NearCache
 
 logger = logging.getLogger("refapi.cache")
 
@@ -48,6 +48,12 @@ _LEASE_PREFIX = "\x00refapi-lease:"
 # How long a lease keeps others from filling a key: a reader that died holding it only delays
 # caching that key this long. A slower reader's fill simply fails.
 LEASE_SECONDS = 10
+# Every key refapi caches starts, after the key prefix, with one of these: each feature's reads,
+# and Flask-Caching's memoize version keys of earlier releases ("refapi.<module>.<function>").
+# Emptying the cache deletes these families only, never "<prefix>*": another deployment's prefix
+# may begin with ours ("refapi:" and "refapi:staging:"). tests/test_cache_commands.py checks
+# that the features write nothing else.
+KEY_FAMILIES = ("store.", "zipcodes.", "indices.", "refapi.")
 
 
 class LeasingCache(Protocol):
@@ -88,7 +94,8 @@ def _is_lease(value: Any) -> bool:
 def invalidation_lost(cache: Cache) -> bool:
     """Whether this process changed data that Redis was not told of (``ResilientRedisCache``).
 
-    Always False with the in-process cache, which has no one else to tell.
+    Always False with the in-process cache: a command's own cache is not the server's, and a
+    command cannot tell the server anything (README: restart it).
     """
     backend = cache.cache
     return isinstance(backend, ResilientRedisCache) and backend.invalidation_lost
@@ -266,7 +273,7 @@ class ResilientRedisCache(RedisCache):
         return bool(self._guard(run, failed=False, write=False))
 
     def clear(self) -> bool:
-        """Delete this deployment's keys (those under the key prefix), and nothing else."""
+        """Delete this deployment's cached keys (``KEY_FAMILIES`` after the key prefix) alone."""
         return bool(self._guard(self._delete_own_keys, failed=False, write=True, flush_first=False))
 
     def delete_prefixed(self, prefix: str) -> bool:
@@ -280,24 +287,21 @@ class ResilientRedisCache(RedisCache):
 
     def _delete_own_keys(self, prefix: str = "") -> bool:
         # SCAN and UNLINK in batches, where cachelib's clear() runs KEYS (which blocks Redis)
-        # and, with an empty prefix, FLUSHDB (which would empty a shared Redis). Then one fence
-        # for the near caches. Fences' acknowledgements are not cached values: a writer waits
-        # for them.
+        # and, with an empty prefix, FLUSHDB (which would empty a shared Redis). Without a
+        # prefix, the KEY_FAMILIES. Then one fence for the near caches.
         own = self._get_prefix()
         if not own:
             raise ValueError("ResilientRedisCache needs a key prefix")
-        acknowledgements = (own + ACK_INFIX).encode()
         client = self._write_client
-        batch: list[bytes] = []
-        for key in client.scan_iter(match=_glob_escape(own + prefix) + "*", count=1000):
-            if key.startswith(acknowledgements):
-                continue
-            batch.append(key)
-            if len(batch) == 1000:
+        for family in (prefix,) if prefix else KEY_FAMILIES:
+            batch: list[bytes] = []
+            for key in client.scan_iter(match=_glob_escape(own + family) + "*", count=1000):
+                batch.append(key)
+                if len(batch) == 1000:
+                    client.unlink(*batch)
+                    batch = []
+            if batch:
                 client.unlink(*batch)
-                batch = []
-        if batch:
-            client.unlink(*batch)
         if self.near is not None:
             self.near.fence()
         return True

@@ -30,10 +30,15 @@ def require_invalidated(what: str) -> None:
 
 
 def _not_invalidated(what: str) -> str:
+    timeout = current_app.config["CACHE_DEFAULT_TIMEOUT"]
+    until = (
+        f"for up to {timeout} s (REFAPI_CACHE_DEFAULT_TIMEOUT)"
+        if timeout
+        else "until it is emptied (REFAPI_CACHE_DEFAULT_TIMEOUT is 0: no expiry)"
+    )
     return (
-        f"{what}, but Redis did not answer, so the servers' cache still holds the old data "
-        f"(for up to REFAPI_CACHE_DEFAULT_TIMEOUT, {current_app.config['CACHE_DEFAULT_TIMEOUT']} "
-        "s; 0: until it is emptied). Run `flask --app wsgi cache clear` once Redis answers."
+        f"{what}, but Redis did not answer, so the servers' cache may still hold the old data "
+        f"{until}. Run `flask --app wsgi cache clear` once Redis answers."
     )
 
 
@@ -56,7 +61,10 @@ def clear_command() -> None:
             "its own in its process, emptied when the server restarts."
         )
     if not cache.clear():
-        raise click.ClickException("Redis did not answer: nothing was emptied. Run it again.")
+        raise click.ClickException(
+            "Redis did not answer: the cache was not emptied, or not all of it. Run it again once "
+            "Redis answers."
+        )
     click.echo("Cache emptied: every server reads the database again.")
 
 
@@ -100,18 +108,32 @@ def deploy(seed: bool, directory: str) -> None:
     click.echo("Database schema is up to date.")
     if not seed:
         return
+    changed = _seed_zipcodes()
+    changed = _seed_index() or changed
+    if changed and invalidation_lost(cache):
+        # Like Statbel being down, Redis being down does not block a deployment.
+        click.echo(f"Warning: {_not_invalidated('The seeded data is stored')}", err=True)
+
+
+def _seed_zipcodes() -> bool:
+    """The sample table, into an empty table only; whether it imported it."""
     imported = zipcodes.import_sample(if_empty=True)
     if imported.skipped:
         click.echo(f"The zipcode table already holds {imported.zipcodes} zipcodes: kept as it is.")
-    else:
-        click.echo(f"Imported the sample zipcode table: {imported.zipcodes} zipcodes.")
+        return False
+    click.echo(f"Imported the sample zipcode table: {imported.zipcodes} zipcodes.")
+    return True
+
+
+def _seed_index() -> bool:
+    """The health index from Statbel, when it can be had now; whether it changed."""
     if not current_app.config["STATBEL_URL"]:
         # Nothing to download from, now or later: the API does not retry either.
         click.echo(
             "The health index was not downloaded: REFAPI_STATBEL_URL is empty, so the API will "
             "not download it either. Load it with `flask indices refresh --file ...`."
         )
-        return
+        return False
     try:
         outcome = indices.refresh()
     except indices.RefreshFailed as error:
@@ -122,8 +144,6 @@ def deploy(seed: bool, directory: str) -> None:
         click.echo(
             f"The health index could not be downloaded now{shown}; the API will retry on demand."
         )
-        return
+        return False
     click.echo(f"Health index stored: latest month {outcome.latest_month}.")
-    if invalidation_lost(cache):
-        # Like Statbel being down, Redis being down does not block a deployment.
-        click.echo(f"Warning: {_not_invalidated('The health index is stored')}", err=True)
+    return outcome.changed

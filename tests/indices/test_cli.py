@@ -161,7 +161,7 @@ def test_refresh_with_the_database_unreachable_says_so_not_that_another_one_runs
     assert upstream.hits == 0
 
 
-def test_a_database_error_while_storing_is_its_first_line_only(app, runner, monkeypatch):
+def test_a_database_error_while_storing_is_its_first_line_only(app, runner, monkeypatch, caplog):
     # A deadlock's later lines quote the other sessions' statements, and a statement's text its
     # values: neither belongs in the log, the refresh record or the command's output.
     cause = RuntimeError("deadlock detected\nDETAIL: Process 7 waits; statement: UPDATE 'secret'")
@@ -174,7 +174,9 @@ def test_a_database_error_while_storing_is_its_first_line_only(app, runner, monk
     assert result.exit_code == 1
     (failed,) = _refreshes(app)
     assert failed.error == "RuntimeError: deadlock detected"
-    assert "secret" not in result.output
+    assert "deadlock detected" in caplog.text
+    assert "secret" not in result.output + caplog.text
+    assert "DETAIL" not in caplog.text
 
 
 def test_refresh_without_an_upstream_address_asks_for_a_file(make_indices_app, caplog):

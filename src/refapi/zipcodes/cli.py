@@ -56,4 +56,5 @@ def import_command(file: BinaryIO | None, if_empty: bool) -> None:
         f"Imported {_zipcodes(result.zipcodes)} from {source}: {result.added} added, "
         f"{result.changed} changed, {result.removed} removed."
     )
-    require_invalidated("The risk table is imported")
+    if result.added or result.changed or result.removed:
+        require_invalidated("The risk table is imported")
