@@ -43,6 +43,21 @@ CONFIGURATION = os.environ.get("REFAPI_TEST_CONFIG", "A").upper()
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+def memoize_version_key(module: str, name: str) -> str:
+    """The key of Flask-Caching's memoize version for function ``name`` of ``module``.
+
+    Earlier releases memoized functions that are gone: a stand-in of the same name asks
+    Flask-Caching itself what it called their keys.
+    """
+    from flask_caching import function_namespace
+
+    def stand_in() -> None: ...
+
+    stand_in.__module__, stand_in.__name__, stand_in.__qualname__ = module, name, name
+    namespace, _ = function_namespace(stand_in)
+    return cache._memvname(namespace)
+
+
 def command_env(folder: Path, **settings: str) -> dict[str, str]:
     """This process's environment without its REFAPI_* settings, on a SQLite file in ``folder``."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("REFAPI_")}

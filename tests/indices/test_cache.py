@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from refapi.extensions import cache, db
 from refapi.indices import services
 from refapi.indices.models import MonthlyIndex, Refresh
+from tests.conftest import memoize_version_key
 from tests.indices.conftest import HEALTH, statbel_rows, statbel_text, statbel_zip
 
 WAIT = 30  # seconds: a bound on a hang, never a measure of speed
@@ -66,7 +67,7 @@ def test_a_refresh_by_an_earlier_release_also_retires_this_releases_reads(
         db.session.commit()
         cache.delete(services.SUMMARY_KEY)
         for function in ("_month_values", "_history"):
-            cache.delete(f"refapi.indices.services.{function}_memver")
+            cache.delete(memoize_version_key("refapi.indices.services", function))
     assert _october_2013(client.get(path, headers=auth_headers)) == 110.12
 
 
@@ -88,7 +89,7 @@ def test_a_summary_an_earlier_release_cached_is_replaced_so_reads_are_cached_aga
 def test_a_refresh_also_retires_the_reads_earlier_releases_memoized(stored, function):
     # Earlier releases memoized a month's values and the series: rotating those functions'
     # version keys keeps their replicas, during a rolling deploy, from serving the old data.
-    version_key = f"refapi.indices.services.{function}_memver"
+    version_key = memoize_version_key("refapi.indices.services", function)
     with stored.app_context():
         cache.set(version_key, "v1")
         services.refresh()

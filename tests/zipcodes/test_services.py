@@ -11,6 +11,7 @@ from refapi.caching import delete_prefixed
 from refapi.extensions import cache, db
 from refapi.zipcodes import services
 from refapi.zipcodes.models import Zipcode
+from tests.conftest import memoize_version_key
 
 WAIT = 30  # seconds: a bound on a hang, never a measure of speed
 
@@ -71,7 +72,7 @@ def test_an_import_also_retires_the_pages_earlier_releases_cached(app, function)
     # Earlier releases memoized pages (as dicts under "_page", then as JSON under "_page_json")
     # and totals: rotating those functions' version keys keeps their replicas, during a rolling
     # deploy, from serving the old table.
-    version_key = f"refapi.zipcodes.services.{function}_memver"
+    version_key = memoize_version_key("refapi.zipcodes.services", function)
     with app.app_context():
         cache.set(version_key, "v1")
         services.invalidate()
