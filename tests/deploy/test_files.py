@@ -136,6 +136,20 @@ def test_env_example_publishes_on_the_loopback_address():
     assert re.search(r"^REFAPI_PUBLISH=127\.0\.0\.1$", example, re.MULTILINE)
 
 
+def test_the_secrets_the_deployment_steps_create_are_kept_out_of_git_and_the_image():
+    # README, Deployment: `cp .env.example .env` (the database password) and secrets/api_keys.
+    created = [".env", "secrets/api_keys"]
+    ignored = subprocess.run(
+        ["git", "-C", str(ROOT), "check-ignore", "--no-index", *created],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ignored.stdout.split() == created, ignored.stderr
+    docker_ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+    assert {".env", "secrets"} <= set(docker_ignored)
+
+
 def test_api_keys_come_from_a_compose_secret(compose):
     assert compose["secrets"]["api_keys"] == {"file": "./secrets/api_keys"}
     for name in ("api", "migrate"):
