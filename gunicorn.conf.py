@@ -6,6 +6,7 @@ One command serves refapi everywhere (`make run`, the Dockerfile, the e2e tests)
 
 import logging
 import os
+import socket
 import sys
 
 from refapi import config as refapi_config
@@ -91,7 +92,28 @@ class _ListeningAt(logging.Filter):
         return True
 
 
+def _answers(host, port):
+    """Whether a server already accepts connections on host:port (a wildcard: on loopback)."""
+    wildcards = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104 - read, not bound
+    host = wildcards.get(host, host)
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def on_starting(server):
+    # With reuse_port, binding a port another server of the same user listens on succeeds, and
+    # the kernel then splits connections between the two (two `make run`, each with its own
+    # database and keys): refuse instead, as a plain bind would.
+    if reuse_port:
+        for host, port in (a for a in server.cfg.address if isinstance(a, tuple)):
+            if port and _answers(host, port):
+                sys.exit(
+                    f"refapi cannot start: a server already listens on {listening_at(server)}; "
+                    "stop it, or set REFAPI_BIND to another port."
+                )
     # Before the arbiter writes the line; gunicorn's error log is this logger whatever its class.
     logging.getLogger("gunicorn.error").addFilter(_ListeningAt(server))
 

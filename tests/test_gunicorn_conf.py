@@ -12,6 +12,7 @@ import pytest
 from gunicorn.config import Config
 
 from tests.conftest import API_KEYS
+from tests.e2e.conftest import free_port
 
 GUNICORN_CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
 
@@ -59,16 +60,19 @@ def started(settings: dict[str, Any], logger: logging.Logger) -> None:
 @pytest.mark.parametrize(
     ("bind", "shown"),
     [
-        ("127.0.0.1:5000", "http://127.0.0.1:5000"),
-        ("0.0.0.0:8080", "http://0.0.0.0:8080"),
-        ("[::1]:5000", "http://[::1]:5000"),
+        ("127.0.0.1:{port}", "http://127.0.0.1:{port}"),
+        ("0.0.0.0:{port}", "http://0.0.0.0:{port}"),
+        ("[::1]:{port}", "http://[::1]:{port}"),
     ],
 )
 def test_the_listening_at_line_names_the_address_though_the_master_holds_no_socket(
     monkeypatch, error_log, bind, shown
 ):
     # Each worker binds its own socket (reuse_port), so gunicorn's line named none:
-    # "Listening at:  (13613)". An operator must see where the server listens.
+    # "Listening at:  (13613)". An operator must see where the server listens. A free port:
+    # on one in use, the master refuses to start (tests/e2e/test_server.py).
+    port = free_port()
+    bind, shown = bind.format(port=port), shown.format(port=port)
     settings = gunicorn_settings(monkeypatch, BIND=bind)
     assert settings["reuse_port"] is True
     logger, lines = error_log
@@ -77,7 +81,7 @@ def test_the_listening_at_line_names_the_address_though_the_master_holds_no_sock
 
 
 def test_other_lines_of_the_error_log_are_left_as_they_are(monkeypatch, error_log):
-    settings = gunicorn_settings(monkeypatch, BIND="127.0.0.1:5000")
+    settings = gunicorn_settings(monkeypatch, BIND=f"127.0.0.1:{free_port()}")
     logger, lines = error_log
     started(settings, logger)
     logger.info("Listening at: %s (%s)", "http://127.0.0.1:5000", 1)

@@ -187,3 +187,20 @@ def test_on_any_free_port_every_worker_serves_the_one_port_the_log_names(tmp_pat
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=40)
+
+
+def test_a_second_server_on_a_port_in_use_refuses_to_start(serve):
+    # With reuse_port its bind would succeed, and the kernel would split connections between
+    # the two servers: a second `make run` on the same port must fail as a plain bind does.
+    first = serve()
+    second = subprocess.run(
+        [str(BIN / "gunicorn"), *GUNICORN_ARGS],
+        cwd=PROJECT_ROOT,
+        env=first.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode != 0
+    assert f"refapi cannot start: a server already listens on {first.url}" in second.stderr
+    assert first.get("/ping").status_code == 200
