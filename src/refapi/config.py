@@ -374,8 +374,9 @@ SETTINGS: tuple[Setting, ...] = (
         "WORKER_TIMEOUT",
         30,
         _positive_int,
-        "(gunicorn) Seconds a request may run before its worker is restarted; above "
-        "STATBEL_TIMEOUT.",
+        "(gunicorn) Seconds a worker may go without its heartbeat before the master restarts "
+        "it (a hung process). With gthread workers it does not bound a request: the proxy's "
+        "timeouts do. Above STATBEL_TIMEOUT.",
     ),
     Setting(
         "GRACEFUL_TIMEOUT",
