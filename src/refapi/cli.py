@@ -19,6 +19,11 @@ from refapi.indices import services as indices
 from refapi.zipcodes import services as zipcodes
 
 
+def counted(count: int, one: str, many: str | None = None) -> str:
+    """``1 entry``, ``3 entries``: a count with its noun, for what commands print."""
+    return f"{count} {one if count == 1 else many or one + 's'}"
+
+
 def require_invalidated(what: str) -> None:
     """End a command that changed data with an error if Redis could not be told of the change.
 

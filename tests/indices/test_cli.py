@@ -29,7 +29,7 @@ def test_refresh_downloads_stores_and_says_what_changed(app, runner, upstream):
     assert result.exit_code == 0, result.output
     assert upstream.url in result.output
     assert f"{len(statbel_rows())} rows added, 0 rows updated." in result.output
-    assert "4 new month(s) with a health index: 2019-04, 2020-09, 2020-10, 2021-01." in (
+    assert "4 new months with a health index: 2019-04, 2020-09, 2020-10, 2021-01." in (
         result.output
     )
     assert "Latest month: 2021-01." in result.output
@@ -58,9 +58,9 @@ def test_refresh_updates_a_revised_value_and_adds_a_new_month(app, runner, upstr
     upstream.serve(statbel_zip(statbel_text(statbel_rows(revised, pending_month=False))))
     result = runner.invoke(args=["indices", "refresh"])
     assert result.exit_code == 0, result.output
-    assert "1 new month(s) with a health index: 2021-02." in result.output
+    assert "1 new month with a health index: 2021-02." in result.output
     assert "Latest month: 2021-02." in result.output
-    assert "1 rows added, 2 rows updated." in result.output
+    assert "1 row added, 2 rows updated." in result.output
 
 
 @pytest.mark.parametrize("kind", ["zip", "text"])

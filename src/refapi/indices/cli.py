@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
-from refapi.cli import require_invalidated
+from refapi.cli import counted, require_invalidated
 from refapi.indices import services
 
 
@@ -30,10 +30,11 @@ def refresh_command(path: str | None) -> None:
     if not outcome.changed:
         click.echo(f"Already up to date; latest month {outcome.latest_month}.")
         return
-    click.echo(f"{outcome.rows_added} rows added, {outcome.rows_updated} rows updated.")
+    added, updated = counted(outcome.rows_added, "row"), counted(outcome.rows_updated, "row")
+    click.echo(f"{added} added, {updated} updated.")
     if outcome.months_added:
         months = outcome.months_added
         shown = ", ".join(months) if len(months) <= 6 else f"{months[0]} to {months[-1]}"
-        click.echo(f"{len(months)} new month(s) with a health index: {shown}.")
+        click.echo(f"{counted(len(months), 'new month')} with a health index: {shown}.")
     click.echo(f"Latest month: {outcome.latest_month}.")
     require_invalidated("The health index is stored")

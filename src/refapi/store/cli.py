@@ -15,7 +15,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy.exc import IntegrityError
 
-from refapi.cli import require_invalidated
+from refapi.cli import counted, require_invalidated
 from refapi.store import services
 from refapi.store.schemas import ExportedEntry
 
@@ -44,7 +44,7 @@ def export_command(file: str, client: str | None) -> None:
                 f"Cannot write {click.format_filename(file)}: {error.strerror}. Nothing was "
                 "exported."
             ) from None
-    click.echo(f"Exported {_entries(count)}.", err=True)
+    click.echo(f"Exported {counted(count, 'entry', 'entries')}.", err=True)
 
 
 def _write_entries(out: IO[str], client: str | None) -> int:
@@ -96,10 +96,6 @@ def _export_to(file: str, client: str | None) -> int:
     return count
 
 
-def _entries(count: int) -> str:
-    return "1 entry" if count == 1 else f"{count} entries"
-
-
 @click.command("import")
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 @click.option("--client", help="Import only this client's lines (default: every line).")
@@ -124,7 +120,7 @@ def import_command(file: IO[str], client: str | None, replace: bool) -> None:
         services.import_entries(entries, replace=replace)
     except IntegrityError:
         _fail(["A key was created while importing."], "Nothing was imported; run it again.")
-    click.echo(f"Imported {_entries(len(entries))}.", err=True)
+    click.echo(f"Imported {counted(len(entries), 'entry', 'entries')}.", err=True)
     require_invalidated("The entries are imported")
 
 

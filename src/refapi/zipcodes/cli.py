@@ -7,13 +7,9 @@ from typing import BinaryIO
 import click
 from flask.cli import with_appcontext
 
-from refapi.cli import require_invalidated
+from refapi.cli import counted, require_invalidated
 from refapi.zipcodes import services
 from refapi.zipcodes.errors import RiskTableNotValid
-
-
-def _zipcodes(count: int) -> str:
-    return f"{count} zipcode" if count == 1 else f"{count} zipcodes"
 
 
 @click.command("import")
@@ -39,7 +35,7 @@ def import_command(file: BinaryIO | None, if_empty: bool) -> None:
         source = getattr(file, "name", "standard input")
     # A start-up script runs this on every start: a loaded table ends it before the file is read.
     if if_empty and (existing := services.count()):
-        click.echo(f"The risk table already has {_zipcodes(existing)}; nothing imported.")
+        click.echo(f"The risk table already has {counted(existing, 'zipcode')}; nothing imported.")
         return
     content = file.read() if file is not None else services.sample_table()
     try:
@@ -48,12 +44,14 @@ def import_command(file: BinaryIO | None, if_empty: bool) -> None:
         lines = "\n".join(f"  line {p['line']}: {p['message']}" for p in error.problems)
         raise click.ClickException(f"{source}: {error.detail}\n{lines}") from None
     if result.skipped:
-        click.echo(f"The risk table already has {_zipcodes(result.zipcodes)}; nothing imported.")
+        click.echo(
+            f"The risk table already has {counted(result.zipcodes, 'zipcode')}; nothing imported."
+        )
         return
     if result.header is not None:
         click.echo(f"Skipped the header line: {result.header!r}")
     click.echo(
-        f"Imported {_zipcodes(result.zipcodes)} from {source}: {result.added} added, "
+        f"Imported {counted(result.zipcodes, 'zipcode')} from {source}: {result.added} added, "
         f"{result.changed} changed, {result.removed} removed."
     )
     if result.added or result.changed or result.removed:
