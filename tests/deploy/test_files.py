@@ -227,3 +227,23 @@ def test_make_run_prints_a_curl_to_the_address_it_serves_on(tmp_path, bind, url)
     assert dry_run.returncode == 0, dry_run.stderr
     dry_run = dry_run.stdout
     assert f"REFAPI_BIND={bind or '127.0.0.1:5000'} " in dry_run
+
+
+def test_make_run_keeps_the_development_key_in_refapi_instance_path(tmp_path):
+    # It kept it in ./instance whatever REFAPI_INSTANCE_PATH said, where the database went.
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("REFAPI_")}
+    env["REFAPI_INSTANCE_PATH"] = str(tmp_path / "state")
+    venv = [f"VENV={sys.prefix}", "-o", f"{sys.prefix}/bin/.installed"]
+    made = subprocess.run(
+        [make, "-s", "dev-key", *venv], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert (tmp_path / "state" / "dev-api-keys").read_text(encoding="utf-8").count("dev:") == 1
+    dry_run = subprocess.run(
+        [make, "-n", "run", *venv], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert f"REFAPI_INSTANCE_PATH={tmp_path / 'state'} " in dry_run.stdout
+    assert f"REFAPI_API_KEYS_FILE={tmp_path / 'state' / 'dev-api-keys'} " in dry_run.stdout
