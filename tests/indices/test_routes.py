@@ -328,6 +328,8 @@ NOT_ASCII_YEARS = [
     # Nor surrounding spaces, as for a zipcode and a page number.
     " 2013",
     "2013 ",
+    # Nor more digits than any year has.
+    "9" * 24,
 ]
 
 

@@ -31,7 +31,6 @@ class BaseYearArgs(ma.Schema):
     # Text, not an integer: any value the data does not know, `abc` included, is a WRONG_YEAR
     # answer that lists the valid base years.
     base_year = ma.fields.String(
-        validate=ma.validate.Length(max=10),
         metadata={
             "description": "A base year with a health index (1988, 1996, 2004, 2013, ...). "
             "Omitted: every base year.",
@@ -43,7 +42,6 @@ class BaseYearArgs(ma.Schema):
 class HistoryArgs(PageArgsSchema):
     base_year = ma.fields.String(
         required=True,
-        validate=ma.validate.Length(max=10),
         metadata={"description": "A base year with a health index.", "example": "2013"},
     )
     start = _month_field("First month, included. Omitted: the first published.", data_key="from")

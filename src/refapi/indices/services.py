@@ -624,7 +624,7 @@ def _written_year(text: str | int) -> int:
     if year is not None:
         return year
     raise _wrong_year(
-        f"{candidate[:20]!r} is not a base year written in digits 0-9", _summary()["latest"]
+        f"{candidate[:20]!r} is not a year written in digits 0-9", _summary()["latest"]
     )
 
 
