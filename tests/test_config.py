@@ -72,9 +72,12 @@ def test_an_invalid_environment_value_refuses_to_start_naming_the_variable(varia
         (
             "REFAPI_MAX_CONTENT_LENGTH",
             "1MB",
-            r"whole number such as 1048576 \(no unit\), got '1MB'",
+            r"whole number in digits 0-9, without a unit, got '1MB'",
         ),
         ("REFAPI_REDIS_TIMEOUT", "500ms", r"number of seconds such as 0\.5"),
+        ("REFAPI_WORKERS", "abc", "whole number in digits 0-9, without a unit, got 'abc'"),
+        ("REFAPI_WORKERS", "\uff12", "whole number in digits 0-9"),
+        ("REFAPI_THREADS", "1_0", "whole number in digits 0-9"),
         ("REFAPI_STATBEL_URL", "ftp://x", "http:// or https:// URL, or empty"),
         ("REFAPI_STATBEL_URL", "statbel.fgov.be/file.zip", "http:// or https:// URL"),
         ("REFAPI_BIND", "nonsense", r"host:port \(127\.0\.0\.1:5000"),

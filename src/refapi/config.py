@@ -42,12 +42,10 @@ class Setting:
 
 
 def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(
-            f"expected a whole number such as 1048576 (no unit), got {text!r}"
-        ) from None
+    # Digits 0-9 only: int() also reads "1_000" and other scripts' digits.
+    if not re.fullmatch(r"[0-9]+", text.strip()):
+        raise ValueError(f"expected a whole number in digits 0-9, without a unit, got {text!r}")
+    return int(text)
 
 
 def _positive_int(text: str) -> int:
