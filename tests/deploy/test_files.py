@@ -185,6 +185,13 @@ def test_every_variable_compose_sets_for_refapi_is_one_it_reads(compose):
         assert variable in SETTING_VARIABLES or variable.startswith("PYTHON"), variable
 
 
+def test_an_empty_statbel_url_in_env_reaches_the_services_empty():
+    # Compose's ${NAME:-default} takes the default for an empty NAME too; ${NAME-default} only
+    # for an unset one. README: an empty REFAPI_STATBEL_URL means "never download".
+    compose_text = (ROOT / "compose.yaml").read_text(encoding="utf-8")
+    assert re.findall(r"\$\{REFAPI_STATBEL_URL(:?-)", compose_text) == ["-"]
+
+
 def test_env_example_documents_every_variable_compose_interpolates():
     compose_text = (ROOT / "compose.yaml").read_text(encoding="utf-8")
     interpolated = set(re.findall(r"\$\{([A-Z_]+)", compose_text))

@@ -27,8 +27,9 @@ def compose_environment(service: str) -> dict[str, str]:
     environment = compose["services"][service]["environment"]
 
     def resolve(value: object) -> str:
-        # ${NAME:-default} becomes its default; ${NAME:?message} must be set by the test.
-        return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value))
+        # ${NAME:-default} and ${NAME-default} become their default; ${NAME:?message} must be
+        # set by the test.
+        return re.sub(r"\$\{[A-Z_]+:?-([^}]*)\}", r"\1", str(value))
 
     return {name: resolve(value) for name, value in environment.items()}
 
