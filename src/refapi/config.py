@@ -327,7 +327,8 @@ SETTINGS: tuple[Setting, ...] = (
         "INDEX_RETRY_INTERVAL",
         60,
         _positive_int,
-        "Seconds between attempts to refresh stale health index data after one has failed.",
+        "Seconds after any attempt to refresh the health index (a failed download, a file "
+        "import) before stale data starts another.",
     ),
     Setting(
         "PROXY_X_FOR",
