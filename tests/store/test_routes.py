@@ -456,6 +456,19 @@ def test_unpaired_surrogates_are_422(client, auth_headers):
     assert response.status_code == 422
 
 
+def test_an_unpaired_surrogate_in_a_key_is_422_and_says_so(client, auth_headers):
+    response = client.post(
+        "/save",
+        data='{"key": "k\\ud800", "value": 1}',
+        content_type="application/json",
+        headers=auth_headers,
+    )
+    assert response.status_code == 422
+    assert response.get_json()["errors"]["json"]["key"] == [
+        "A key cannot contain unpaired surrogates: it is UTF-8 text."
+    ]
+
+
 def test_values_nested_up_to_the_limit_are_stored(save, get):
     value = 1
     for _ in range(MAX_VALUE_DEPTH - 1):
@@ -706,6 +719,33 @@ def test_keys_with_a_page_number_far_past_the_end_is_an_empty_page(save, client,
 )
 def test_keys_rejects_bad_paging_and_prefixes_with_422(client, auth_headers, query):
     assert client.get("/keys?" + query, headers=auth_headers).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("send", "location", "message"),
+    [
+        (
+            lambda c, h: c.post("/save", json={"key": "", "value": 1}, headers=h),
+            "json",
+            "A key is 1 to 256 characters long.",
+        ),
+        (
+            lambda c, h: c.post("/save", json={"key": "k" * 257, "value": 1}, headers=h),
+            "json",
+            "A key is 1 to 256 characters long.",
+        ),
+        (
+            lambda c, h: c.get("/keys?prefix=" + "k" * 257, headers=h),
+            "query",
+            "A prefix is at most 256 characters long.",
+        ),
+    ],
+)
+def test_a_key_or_prefix_of_the_wrong_length_is_said_once(
+    client, auth_headers, send, location, message
+):
+    errors = send(client, auth_headers).get_json()["errors"][location]
+    assert list(errors.values()) == [[message]]
 
 
 # The contract, as documented

@@ -29,11 +29,20 @@ KEY_RULES = (
 )
 
 
+KEY_LENGTH_PROBLEM = f"A key is 1 to {MAX_KEY_LENGTH} characters long."
+
+
 def key_problem(key: str) -> str | None:
     """Why ``key`` is not a valid key, or None when it is."""
     if not 1 <= len(key) <= MAX_KEY_LENGTH:
-        return f"A key is 1 to {MAX_KEY_LENGTH} characters long."
-    if _KEY_FORBIDDEN.search(key):
+        return KEY_LENGTH_PROBLEM
+    return _character_problem(key)
+
+
+def _character_problem(key: str) -> str | None:
+    if found := _KEY_FORBIDDEN.search(key):
+        if "\ud800" <= found.group() <= "\udfff":
+            return "A key cannot contain unpaired surrogates: it is UTF-8 text."
         return "A key cannot contain control characters."
     return None
 
@@ -65,26 +74,25 @@ def value_problem(value: Any) -> str | None:
     return None
 
 
-def _validate_key(key: str) -> None:
-    problem = key_problem(key)
-    if problem:
-        raise ma.ValidationError(problem)
-
-
 def _validate_value(value: Any) -> None:
     problem = value_problem(value)
     if problem:
         raise ma.ValidationError(problem)
 
 
-def _validate_prefix(prefix: str) -> None:
-    if prefix:
-        _validate_key(prefix)
+def _validate_characters(text: str) -> None:
+    # The length is Length's to check (and to document in the OpenAPI schema), said once.
+    problem = _character_problem(text)
+    if problem:
+        raise ma.ValidationError(problem)
 
 
 def _key_field(**kwargs: Any) -> ma.fields.String:
     return ma.fields.String(
-        validate=[ma.validate.Length(min=1, max=MAX_KEY_LENGTH), _validate_key],
+        validate=[
+            ma.validate.Length(min=1, max=MAX_KEY_LENGTH, error=KEY_LENGTH_PROBLEM),
+            _validate_characters,
+        ],
         metadata={"description": "The key: " + KEY_RULES, "pattern": KEY_PATTERN},
         **kwargs,
     )
@@ -132,7 +140,12 @@ class EntrySchema(ma.Schema):
 class KeyListArgs(PageArgsSchema):
     prefix = ma.fields.String(
         load_default="",
-        validate=[ma.validate.Length(max=MAX_KEY_LENGTH), _validate_prefix],
+        validate=[
+            ma.validate.Length(
+                max=MAX_KEY_LENGTH, error=f"A prefix is at most {MAX_KEY_LENGTH} characters long."
+            ),
+            _validate_characters,
+        ],
         metadata={
             "description": "List only the keys that start with this text (case-sensitive).",
             "pattern": KEY_PATTERN.replace("]+$", "]*$"),
