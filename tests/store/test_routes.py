@@ -188,6 +188,7 @@ def test_get_after_delete_is_404(save, get, delete):
     response = delete("k")
     assert response.status_code == 204
     assert response.data == b""
+    assert "Content-Type" not in response.headers  # no content, so no type
     assert get("k").status_code == 404
 
 

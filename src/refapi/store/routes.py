@@ -7,7 +7,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from flask import Response, g, request, url_for
+from flask import Response, current_app, g, request, url_for
 from flask.views import MethodView
 from webargs.flaskparser import abort
 from werkzeug.datastructures import ETags
@@ -268,11 +268,15 @@ class DeletedValue(MethodView):
     @blp.alt_response(422, response=_documented(422), description="Not a valid key.")
     @blp.alt_response(503, response=DATABASE_ERRORS)
     @blp.doc(parameters=[_KEY_PARAMETER, _IF_MATCH])
-    def delete(self, key: str) -> None:
+    def delete(self, key: str) -> Response:
         """Delete a key and its value; with `If-Match: "<version>"`, only at that version."""
         if "If-None-Match" in request.headers:
             raise InvalidPrecondition("DELETE does not take If-None-Match; use If-Match.")
         services.delete(client=g.client, key=_checked_key(key), if_match=_if_match())
+        # No content, so no Content-Type (flask-smorest would send application/json).
+        gone = current_app.response_class(status=204)
+        del gone.headers["Content-Type"]
+        return gone
 
 
 @blp.route("/keys")
