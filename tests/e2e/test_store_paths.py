@@ -27,6 +27,17 @@ def test_a_path_that_is_not_utf8_reaches_no_key(serve):
     assert server.request("DELETE", "/delete/%EF%BF%BD", headers=KEY).status_code == 204
 
 
+def test_a_prefix_that_is_not_utf8_lists_no_key_and_a_utf8_one_does(serve):
+    server = serve()
+    for key in ("\ufffd-stored", "caf\u00e9/1"):
+        assert server.request("POST", "/save", json={"key": key, "value": 1}, headers=KEY).ok
+    refused = server.get("/keys?prefix=%FF", headers=KEY)
+    assert refused.status_code == 422
+    assert refused.json()["errors"]["query"]["prefix"]
+    listed = server.get("/keys?prefix=caf%C3%A9", headers=KEY).json()["items"]
+    assert [item["key"] for item in listed] == ["caf\u00e9/1"]
+
+
 def test_a_newline_in_a_key_path_is_422_like_any_control_character(serve):
     server = serve()
     for path in ["/get/a%0Ab", "/delete/a%0Db", "/get/a%0A"]:

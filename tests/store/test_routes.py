@@ -723,6 +723,23 @@ def test_keys_rejects_bad_paging_and_prefixes_with_422(client, auth_headers, que
     assert client.get("/keys?" + query, headers=auth_headers).status_code == 422
 
 
+@pytest.mark.parametrize("encoded", ["%FF", "a%E9", "%ED%A0%80"])
+def test_a_prefix_that_is_not_percent_encoded_utf8_is_422(save, client, auth_headers, encoded):
+    # Werkzeug reads it as U+FFFD, which would list the keys that start with that.
+    save("\ufffd-stored", 1)
+    response = client.get("/keys?prefix=" + encoded, headers=auth_headers)
+    assert response.status_code == 422
+    assert response.get_json()["errors"]["query"]["prefix"] == [
+        "The prefix is not UTF-8 once percent-decoded."
+    ]
+
+
+def test_a_prefix_in_percent_encoded_utf8_lists_its_keys(save, client, auth_headers):
+    save("caf\u00e9/1", 1)
+    response = client.get("/keys?prefix=caf%C3%A9", headers=auth_headers)
+    assert [item["key"] for item in response.get_json()["items"]] == ["caf\u00e9/1"]
+
+
 @pytest.mark.parametrize(
     ("send", "location", "message"),
     [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 from flask import Response, current_app, g, request, url_for
 from flask.views import MethodView
@@ -154,6 +154,22 @@ def _path_is_utf8() -> bool:
     return True
 
 
+def _prefix_is_utf8() -> bool:
+    """Whether ``prefix`` in the query string, as the client sent it, is percent-encoded UTF-8.
+
+    Werkzeug decodes it with errors="replace", as it does the path (``_path_is_utf8``).
+    Read as Latin-1, each percent-decoded byte is one character, to be decoded once more.
+    """
+    query = request.environ.get("QUERY_STRING", "")
+    try:
+        for name, value in parse_qsl(query, keep_blank_values=True, encoding="latin-1"):
+            if name == "prefix":
+                value.encode("latin-1").decode()
+    except UnicodeError:
+        return False
+    return True
+
+
 def _checked_key(key: str) -> str:
     problem = key_problem(key)
     if not _path_is_utf8():
@@ -291,4 +307,7 @@ class Keys(MethodView):
         Each item has the key, its version and when it was last written; `total` counts
         every matching key.
         """
+        if not _prefix_is_utf8():
+            problem = "The prefix is not UTF-8 once percent-decoded."
+            abort(422, messages={"query": {"prefix": [problem]}})
         return services.list_keys(client=g.client, **args)
