@@ -268,7 +268,8 @@ def import_entries(entries: list[dict[str, Any]], *, replace: bool = False) -> N
             "key": entry["key"],
             "value": entry["value"],
             "version": entry.get("version") or 1,
-            "created_at": entry.get("created_at") or now,
+            # A time not given is the other one, or now: never an update before the creation.
+            "created_at": entry.get("created_at") or entry.get("updated_at") or now,
             "updated_at": entry.get("updated_at") or entry.get("created_at") or now,
         }
         for entry in entries
