@@ -107,7 +107,9 @@ def on_starting(server):
     # With reuse_port, binding a port another server of the same user listens on succeeds, and
     # the kernel then splits connections between the two (two `make run`, each with its own
     # database and keys): refuse instead, as a plain bind would.
-    if reuse_port:
+    # Not for the new master of a USR2 upgrade (master_pid: the old one, which listens on
+    # purpose), nor under systemd's socket activation (LISTEN_FDS: systemd holds the socket).
+    if reuse_port and not server.master_pid and not os.environ.get("LISTEN_FDS"):
         for host, port in (a for a in server.cfg.address if isinstance(a, tuple)):
             if port and _answers(host, port):
                 sys.exit(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import runpy
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -51,7 +52,7 @@ def started(settings: dict[str, Any], logger: logging.Logger) -> None:
     """What the arbiter's start writes about its sockets: none, as with reuse_port."""
     config = Config()
     config.set("bind", settings["bind"])
-    server = SimpleNamespace(cfg=config, LISTENERS=[], pid=4242, log=logger)
+    server = SimpleNamespace(cfg=config, LISTENERS=[], pid=4242, log=logger, master_pid=0)
     settings["on_starting"](server)
     # gunicorn 27's Arbiter.start, word for word: the master's sockets, of which it has none.
     logger.info("Listening at: %s (%s)", ",".join(str(s) for s in server.LISTENERS), server.pid)
@@ -87,6 +88,38 @@ def test_other_lines_of_the_error_log_are_left_as_they_are(monkeypatch, error_lo
     logger.info("Listening at: %s (%s)", "http://127.0.0.1:5000", 1)
     logger.info("Booting worker with pid: %s", 7)
     assert lines[1:] == ["Listening at: http://127.0.0.1:5000 (1)", "Booting worker with pid: 7"]
+
+
+@pytest.fixture
+def port_in_use():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+def starting(settings: dict[str, Any], *, master_pid: int = 0) -> None:
+    config = Config()
+    config.set("bind", settings["bind"])
+    settings["on_starting"](SimpleNamespace(cfg=config, master_pid=master_pid))
+
+
+def test_a_port_another_server_listens_on_stops_the_master(monkeypatch, port_in_use):
+    settings = gunicorn_settings(monkeypatch, BIND=f"127.0.0.1:{port_in_use}")
+    with pytest.raises(SystemExit, match="a server already listens on"):
+        starting(settings)
+
+
+def test_the_new_master_of_an_upgrade_starts_while_the_old_one_listens(monkeypatch, port_in_use):
+    # USR2: gunicorn execs a new master with GUNICORN_PID, the old master's, which still serves.
+    settings = gunicorn_settings(monkeypatch, BIND=f"127.0.0.1:{port_in_use}")
+    starting(settings, master_pid=4242)
+
+
+def test_under_socket_activation_the_master_starts_on_systemds_socket(monkeypatch, port_in_use):
+    settings = gunicorn_settings(monkeypatch, BIND=f"127.0.0.1:{port_in_use}")
+    monkeypatch.setenv("LISTEN_FDS", "1")
+    starting(settings)
 
 
 def test_any_free_port_is_the_masters_one_socket(monkeypatch):
