@@ -9,9 +9,9 @@ DEV_KEY_FILE := $(INSTANCE)/dev-api-keys
 
 # The development key file is used only when no key is configured in the environment.
 ifeq ($(strip $(REFAPI_API_KEYS)$(REFAPI_API_KEYS_FILE)),)
-RUN_KEYS := REFAPI_API_KEYS_FILE=$(DEV_KEY_FILE)
+RUN_KEYS := REFAPI_API_KEYS_FILE='$(DEV_KEY_FILE)'
 endif
-INSTANCE_ENV := REFAPI_INSTANCE_PATH=$(INSTANCE)
+INSTANCE_ENV := REFAPI_INSTANCE_PATH='$(INSTANCE)'
 # Only the server needs a key: flask commands (migrations, imports) start without one.
 RUN_ENV := $(INSTANCE_ENV) $(RUN_KEYS)
 # Where `make run` listens (REFAPI_BIND, else the loopback port 5000), and how curl reaches it.

@@ -4,6 +4,7 @@ One command serves refapi everywhere (`make run`, the Dockerfile, the e2e tests)
     gunicorn --config gunicorn.conf.py wsgi:app
 """
 
+import errno
 import logging
 import os
 import socket
@@ -92,32 +93,49 @@ class _ListeningAt(logging.Filter):
         return True
 
 
-def _answers(host, port):
-    """Whether a server already accepts connections on host:port (a wildcard: on loopback)."""
-    wildcards = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104 - read, not bound
-    host = wildcards.get(host, host)
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
+def _in_use(host, port):
+    """Whether a plain bind of host:port fails because something listens there.
+
+    A plain bind, as gunicorn's without reuse_port, so the kernel's own rules decide: a wildcard
+    conflicts with a server on any one address, "::" with one on 127.0.0.1.
+    """
+    family, _, _, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind(address)
+        except OSError as error:
+            return error.errno == errno.EADDRINUSE
+    return False
 
 
 def on_starting(server):
-    # With reuse_port, binding a port another server of the same user listens on succeeds, and
-    # the kernel then splits connections between the two (two `make run`, each with its own
-    # database and keys): refuse instead, as a plain bind would.
-    # Not for the new master of a USR2 upgrade (master_pid: the old one, which listens on
-    # purpose), nor under systemd's socket activation (LISTEN_FDS: systemd holds the socket).
-    if reuse_port and not server.master_pid and not os.environ.get("LISTEN_FDS"):
-        for host, port in (a for a in server.cfg.address if isinstance(a, tuple)):
-            if port and _answers(host, port):
-                sys.exit(
-                    f"refapi cannot start: a server already listens on {listening_at(server)}; "
-                    "stop it, or set REFAPI_BIND to another port."
-                )
+    if reuse_port:
+        _refuse_what_reuse_port_cannot_do(server)
     # Before the arbiter writes the line; gunicorn's error log is this logger whatever its class.
     logging.getLogger("gunicorn.error").addFilter(_ListeningAt(server))
+
+
+def _refuse_what_reuse_port_cannot_do(server):
+    """Stop the master, with why, where each worker binding its own socket would go wrong."""
+    if server.master_pid:
+        # USR2: with reuse_port the old master holds no socket to hand over (gunicorn 27 fails
+        # on an empty GUNICORN_FD).
+        sys.exit("refapi cannot upgrade in place (USR2): restart the server, or HUP to reload.")
+    if os.environ.get("LISTEN_FDS"):
+        # Workers would bind sockets of their own instead of systemd's.
+        sys.exit("refapi cannot start on systemd's sockets: let it bind (REFAPI_BIND).")
+    # Binding a port another server of the same user listens on succeeds with reuse_port, and
+    # the kernel then splits connections between the two (two `make run`, each with its own
+    # database and keys): refuse, as a plain bind would.
+    for host, port in (a for a in server.cfg.address if isinstance(a, tuple)):
+        if port and _in_use(host, port):
+            sys.exit(
+                f"refapi cannot start: a server already listens on {listening_at(server)}; "
+                "stop it, or bind another port."
+            )
 
 
 def when_ready(server):

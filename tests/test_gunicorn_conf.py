@@ -104,22 +104,34 @@ def starting(settings: dict[str, Any], *, master_pid: int = 0) -> None:
     settings["on_starting"](SimpleNamespace(cfg=config, master_pid=master_pid))
 
 
-def test_a_port_another_server_listens_on_stops_the_master(monkeypatch, port_in_use):
-    settings = gunicorn_settings(monkeypatch, BIND=f"127.0.0.1:{port_in_use}")
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "[::]"])  # noqa: S104 - not bound
+def test_a_port_another_server_listens_on_stops_the_master(monkeypatch, port_in_use, host):
+    # The other one listens on 127.0.0.1: a wildcard conflicts with it, as a plain bind would.
+    settings = gunicorn_settings(monkeypatch, BIND=f"{host}:{port_in_use}")
     with pytest.raises(SystemExit, match="a server already listens on"):
         starting(settings)
 
 
-def test_the_new_master_of_an_upgrade_starts_while_the_old_one_listens(monkeypatch, port_in_use):
-    # USR2: gunicorn execs a new master with GUNICORN_PID, the old master's, which still serves.
-    settings = gunicorn_settings(monkeypatch, BIND=f"127.0.0.1:{port_in_use}")
-    starting(settings, master_pid=4242)
+def test_another_port_of_a_busy_address_starts(monkeypatch, port_in_use):
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        free = other.getsockname()[1]
+    starting(gunicorn_settings(monkeypatch, BIND=f"127.0.0.1:{free}"))
 
 
-def test_under_socket_activation_the_master_starts_on_systemds_socket(monkeypatch, port_in_use):
-    settings = gunicorn_settings(monkeypatch, BIND=f"127.0.0.1:{port_in_use}")
+def test_an_upgrade_in_place_says_it_cannot_be_done_with_reuse_port(monkeypatch):
+    # USR2: gunicorn execs a new master with GUNICORN_PID, the old master's; with reuse_port
+    # the old one has no socket to hand over.
+    settings = gunicorn_settings(monkeypatch, BIND=f"127.0.0.1:{free_port()}")
+    with pytest.raises(SystemExit, match=r"cannot upgrade in place \(USR2\)"):
+        starting(settings, master_pid=4242)
+
+
+def test_socket_activation_says_it_cannot_be_done_with_reuse_port(monkeypatch):
+    settings = gunicorn_settings(monkeypatch, BIND=f"127.0.0.1:{free_port()}")
     monkeypatch.setenv("LISTEN_FDS", "1")
-    starting(settings)
+    with pytest.raises(SystemExit, match="cannot start on systemd's sockets"):
+        starting(settings)
 
 
 def test_any_free_port_is_the_masters_one_socket(monkeypatch):

@@ -124,9 +124,10 @@ def _seed_zipcodes() -> bool:
     """The sample table, into an empty table only; whether it imported it."""
     imported = zipcodes.import_sample(if_empty=True)
     if imported.skipped:
-        click.echo(f"The zipcode table already holds {imported.zipcodes} zipcodes: kept as it is.")
+        held = counted(imported.zipcodes, "zipcode")
+        click.echo(f"The zipcode table already holds {held}: kept as it is.")
         return False
-    click.echo(f"Imported the sample zipcode table: {imported.zipcodes} zipcodes.")
+    click.echo(f"Imported the sample zipcode table: {counted(imported.zipcodes, 'zipcode')}.")
     return True
 
 

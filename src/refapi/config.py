@@ -42,10 +42,11 @@ class Setting:
 
 
 def _integer(text: str) -> int:
-    # Digits 0-9 only: int() also reads "1_000" and other scripts' digits.
-    if not re.fullmatch(r"[0-9]+", text.strip()):
+    # Digits 0-9 only: int() also reads "1_000" and other scripts' digits. Never negative.
+    digits = text.strip()
+    if not re.fullmatch(r"[0-9]+", digits):
         raise ValueError(f"expected a whole number in digits 0-9, without a unit, got {text!r}")
-    return int(text)
+    return int(digits)
 
 
 def _positive_int(text: str) -> int:
@@ -56,10 +57,7 @@ def _positive_int(text: str) -> int:
 
 
 def _non_negative_int(text: str) -> int:
-    value = _integer(text)
-    if value < 0:
-        raise ValueError(f"expected zero or a positive whole number, got {text!r}")
-    return value
+    return _integer(text)  # digits alone: zero or more
 
 
 def _positive_float(text: str) -> float:
@@ -197,7 +195,7 @@ def _bind(text: str) -> str:
         if not bind_address(text):
             raise ValueError(f"unix: needs the socket's path; expected {BIND_FORMS}")
         return text
-    if text.startswith("fd://") or not re.fullmatch(r"(\[[^\]]*\]|[^\[\]:/]+):\d+", text):
+    if text.startswith("fd://") or not re.fullmatch(r"(\[[^\]]*\]|[^\[\]:/]+):[0-9]+", text):
         raise ValueError(f"expected {BIND_FORMS}, got {text!r}")
     host, port = bind_address(text)
     # 0 is any free port, as gunicorn allows: the master then binds it (gunicorn.conf.py).
@@ -374,8 +372,7 @@ SETTINGS: tuple[Setting, ...] = (
         30,
         _positive_int,
         "(gunicorn) Seconds a worker may go without its heartbeat before the master restarts "
-        "it (a hung process). With gthread workers it does not bound a request: the proxy's "
-        "timeouts do. Above STATBEL_TIMEOUT.",
+        "it (a hung process). With gthread workers it does not bound a request.",
     ),
     Setting(
         "GRACEFUL_TIMEOUT",

@@ -242,15 +242,22 @@ def test_make_run_keeps_the_development_key_in_refapi_instance_path(tmp_path):
     if make is None:
         pytest.skip("make is not installed")
     env = {key: value for key, value in os.environ.items() if not key.startswith("REFAPI_")}
-    env["REFAPI_INSTANCE_PATH"] = str(tmp_path / "state")
+    state = tmp_path / "state with a space"
+    env["REFAPI_INSTANCE_PATH"] = str(state)
     venv = [f"VENV={sys.prefix}", "-o", f"{sys.prefix}/bin/.installed"]
     made = subprocess.run(
         [make, "-s", "dev-key", *venv], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert made.returncode == 0, made.stdout + made.stderr
-    assert (tmp_path / "state" / "dev-api-keys").read_text(encoding="utf-8").count("dev:") == 1
+    assert (state / "dev-api-keys").read_text(encoding="utf-8").count("dev:") == 1
     dry_run = subprocess.run(
         [make, "-n", "run", *venv], cwd=ROOT, env=env, capture_output=True, text=True
     )
-    assert f"REFAPI_INSTANCE_PATH={tmp_path / 'state'} " in dry_run.stdout
-    assert f"REFAPI_API_KEYS_FILE={tmp_path / 'state' / 'dev-api-keys'} " in dry_run.stdout
+    assert f"REFAPI_INSTANCE_PATH='{state}' " in dry_run.stdout
+    assert f"REFAPI_API_KEYS_FILE='{state / 'dev-api-keys'}' " in dry_run.stdout
+    # The shell reads each as one word, space and all: the migrations run in that folder.
+    migrated = subprocess.run(
+        [make, "-s", "migrate", *venv], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    assert (state / "refapi.sqlite3").is_file()

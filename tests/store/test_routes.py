@@ -758,9 +758,14 @@ def test_a_prefix_in_percent_encoded_utf8_lists_its_keys(save, client, auth_head
             "query",
             "A prefix is at most 256 characters long.",
         ),
+        (
+            lambda c, h: c.get("/keys?prefix=a%01", headers=h),
+            "query",
+            "A prefix cannot contain control characters.",
+        ),
     ],
 )
-def test_a_key_or_prefix_of_the_wrong_length_is_said_once(
+def test_a_wrong_key_or_prefix_is_said_once_in_its_own_words(
     client, auth_headers, send, location, message
 ):
     errors = send(client, auth_headers).get_json()["errors"][location]

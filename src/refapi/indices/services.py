@@ -623,9 +623,11 @@ def _written_year(text: str | int) -> int:
     year = ascii_digits(candidate, max_digits=_BASE_YEAR_DIGITS)
     if year is not None:
         return year
-    raise _wrong_year(
-        f"{candidate[:20]!r} is not a year written in digits 0-9", _summary()["latest"]
-    )
+    if len(candidate) > _BASE_YEAR_DIGITS:
+        reason = f"A base year of {len(candidate)} characters is no year"
+    else:
+        reason = f"{candidate!r} is not a year written in digits 0-9"
+    raise _wrong_year(reason, _summary()["latest"])
 
 
 def _base_year(year: int, latest: dict[int, str]) -> int:

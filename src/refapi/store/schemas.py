@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import marshmallow as ma
@@ -39,11 +40,11 @@ def key_problem(key: str) -> str | None:
     return _character_problem(key)
 
 
-def _character_problem(key: str) -> str | None:
+def _character_problem(key: str, what: str = "A key") -> str | None:
     if found := _KEY_FORBIDDEN.search(key):
         if "\ud800" <= found.group() <= "\udfff":
-            return "A key cannot contain unpaired surrogates: it is UTF-8 text."
-        return "A key cannot contain control characters."
+            return f"{what} cannot contain unpaired surrogates: it is UTF-8 text."
+        return f"{what} cannot contain control characters."
     return None
 
 
@@ -80,18 +81,23 @@ def _validate_value(value: Any) -> None:
         raise ma.ValidationError(problem)
 
 
-def _validate_characters(text: str) -> None:
-    # The length is Length's to check (and to document in the OpenAPI schema), said once.
-    problem = _character_problem(text)
-    if problem:
-        raise ma.ValidationError(problem)
+def _characters_of(what: str) -> Callable[[str], None]:
+    """A validator of the characters of ``what`` ("A key"); the length is Length's to check
+    (and to document in the OpenAPI schema), said once."""
+
+    def validate(text: str) -> None:
+        problem = _character_problem(text, what)
+        if problem:
+            raise ma.ValidationError(problem)
+
+    return validate
 
 
 def _key_field(**kwargs: Any) -> ma.fields.String:
     return ma.fields.String(
         validate=[
             ma.validate.Length(min=1, max=MAX_KEY_LENGTH, error=KEY_LENGTH_PROBLEM),
-            _validate_characters,
+            _characters_of("A key"),
         ],
         metadata={"description": "The key: " + KEY_RULES, "pattern": KEY_PATTERN},
         **kwargs,
@@ -144,7 +150,7 @@ class KeyListArgs(PageArgsSchema):
             ma.validate.Length(
                 max=MAX_KEY_LENGTH, error=f"A prefix is at most {MAX_KEY_LENGTH} characters long."
             ),
-            _validate_characters,
+            _characters_of("A prefix"),
         ],
         metadata={
             "description": "List only the keys that start with this text (case-sensitive).",
