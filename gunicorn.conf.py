@@ -10,6 +10,8 @@ import os
 import socket
 import sys
 
+from gunicorn import util as gunicorn_util
+
 from refapi import config as refapi_config
 from refapi.auth import load_keyring
 
@@ -93,22 +95,24 @@ class _ListeningAt(logging.Filter):
         return True
 
 
-def _in_use(host, port):
-    """Whether a plain bind of host:port fails because something listens there.
+def _bind_problem(host, port):
+    """Why a plain bind of host:port fails (something listens there, say), or None.
 
-    A plain bind, as gunicorn's without reuse_port, so the kernel's own rules decide: a wildcard
-    conflicts with a server on any one address, "::" with one on 127.0.0.1.
+    A plain bind, of the address family gunicorn would use, so the kernel's own rules decide: a
+    wildcard conflicts with a server on any one address, "::" with one on 127.0.0.1.
     """
-    family, _, _, _, address = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
-        try:
-            probe.bind(address)
-        except OSError as error:
-            return error.errno == errno.EADDRINUSE
-    return False
+    family = socket.AF_INET6 if gunicorn_util.is_ipv6(host) else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+            probe.bind((host or "0.0.0.0", port))  # noqa: S104 - a probe, closed at once
+    except OSError as error:  # socket.gaierror included: a name that does not resolve
+        if error.errno == errno.EADDRINUSE:
+            return "a server already listens there; stop it, or bind another port"
+        if error.errno == errno.EACCES:
+            return "permission denied (a port below 1024 needs root or CAP_NET_BIND_SERVICE)"
+        return error.strerror or str(error)
+    return None
 
 
 def on_starting(server):
@@ -130,12 +134,12 @@ def _refuse_what_reuse_port_cannot_do(server):
     # Binding a port another server of the same user listens on succeeds with reuse_port, and
     # the kernel then splits connections between the two (two `make run`, each with its own
     # database and keys): refuse, as a plain bind would.
+    # A bind that fails for another reason (an address not on this host, a privileged port) would
+    # fail in every worker, which the master would start again and again: say it once here.
     for host, port in (a for a in server.cfg.address if isinstance(a, tuple)):
-        if port and _in_use(host, port):
-            sys.exit(
-                f"refapi cannot start: a server already listens on {listening_at(server)}; "
-                "stop it, or bind another port."
-            )
+        if port and (problem := _bind_problem(host, port)):
+            shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            sys.exit(f"refapi cannot start: cannot listen on {shown}: {problem}.")
 
 
 def when_ready(server):

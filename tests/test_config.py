@@ -75,6 +75,8 @@ def test_an_invalid_environment_value_refuses_to_start_naming_the_variable(varia
             r"whole number in digits 0-9, without a unit, got '1MB'",
         ),
         ("REFAPI_REDIS_TIMEOUT", "500ms", r"number of seconds such as 0\.5"),
+        ("REFAPI_REDIS_TIMEOUT", "0_5", r"number of seconds such as 0\.5"),
+        ("REFAPI_STATBEL_TIMEOUT", "\uff11\uff10", r"number of seconds such as 0\.5"),
         ("REFAPI_WORKERS", "abc", "whole number in digits 0-9, without a unit, got 'abc'"),
         ("REFAPI_WORKERS", "\uff12", "whole number in digits 0-9"),
         ("REFAPI_THREADS", "1_0", "whole number in digits 0-9"),

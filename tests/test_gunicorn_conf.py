@@ -108,7 +108,15 @@ def starting(settings: dict[str, Any], *, master_pid: int = 0) -> None:
 def test_a_port_another_server_listens_on_stops_the_master(monkeypatch, port_in_use, host):
     # The other one listens on 127.0.0.1: a wildcard conflicts with it, as a plain bind would.
     settings = gunicorn_settings(monkeypatch, BIND=f"{host}:{port_in_use}")
-    with pytest.raises(SystemExit, match="a server already listens on"):
+    with pytest.raises(SystemExit, match=f":{port_in_use}: a server already listens there"):
+        starting(settings)
+
+
+def test_an_address_this_host_does_not_have_stops_the_master_with_why(monkeypatch):
+    # Each worker would fail to bind it, and the master would start them again and again.
+    settings = gunicorn_settings(monkeypatch, BIND=f"127.0.0.1:{free_port()}")
+    settings["bind"] = "192.0.2.1:5000"  # TEST-NET-1, as `gunicorn -b` would give it
+    with pytest.raises(SystemExit, match=r"cannot listen on 192\.0\.2\.1:5000: Cannot assign"):
         starting(settings)
 
 

@@ -61,13 +61,11 @@ def _non_negative_int(text: str) -> int:
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(
-            f"expected a number of seconds such as 0.5 (no unit), got {text!r}"
-        ) from None
-    # float() also reads "nan" and "inf", which no timeout can be.
+    # Digits 0-9 and a point: float() also reads "1_0", other scripts' digits, "nan" and "inf".
+    number = text.strip()
+    if not re.fullmatch(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", number):
+        raise ValueError(f"expected a number of seconds such as 0.5 (no unit), got {text!r}")
+    value = float(number)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"expected a positive number, got {text!r}")
     return value

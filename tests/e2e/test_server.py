@@ -204,5 +204,8 @@ def test_a_second_server_on_a_port_in_use_refuses_to_start(serve, host):
         timeout=60,
     )
     assert second.returncode != 0
-    assert "refapi cannot start: a server already listens on" in second.stderr
+    assert (
+        f"refapi cannot start: cannot listen on {host}:{port}: a server already listens there"
+        in (second.stderr)
+    )
     assert first.get("/ping").status_code == 200

@@ -29,7 +29,7 @@ def test_a_path_that_is_not_utf8_reaches_no_key(serve):
 
 def test_a_prefix_that_is_not_utf8_lists_no_key_and_a_utf8_one_does(serve):
     server = serve()
-    for key in ("\ufffd-stored", "caf\u00e9/1"):
+    for key in ("\ufffd-stored", "%FF-literal", "caf\u00e9/1"):
         assert server.request("POST", "/save", json={"key": key, "value": 1}, headers=KEY).ok
     refused = server.get("/keys?prefix=%FF", headers=KEY)
     assert refused.status_code == 422

@@ -725,8 +725,9 @@ def test_keys_rejects_bad_paging_and_prefixes_with_422(client, auth_headers, que
 
 @pytest.mark.parametrize("encoded", ["%FF", "a%E9", "%ED%A0%80"])
 def test_a_prefix_that_is_not_percent_encoded_utf8_is_422(save, client, auth_headers, encoded):
-    # Werkzeug reads it as U+FFFD, which would list the keys that start with that.
+    # Werkzeug keeps such bytes percent-encoded: %FF would list the keys starting with "%FF".
     save("\ufffd-stored", 1)
+    save(encoded + "-literal", 1)
     response = client.get("/keys?prefix=" + encoded, headers=auth_headers)
     assert response.status_code == 422
     assert response.get_json()["errors"]["query"]["prefix"] == [

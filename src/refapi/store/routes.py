@@ -157,7 +157,8 @@ def _path_is_utf8() -> bool:
 def _prefix_is_utf8() -> bool:
     """Whether ``prefix`` in the query string, as the client sent it, is percent-encoded UTF-8.
 
-    Werkzeug decodes it with errors="replace", as it does the path (``_path_is_utf8``).
+    Werkzeug keeps bytes that are not UTF-8 percent-encoded ("%FF" stays the text "%FF"), so
+    ``?prefix=%FF`` would list the keys that start with "%FF", which the client did not ask for.
     Read as Latin-1, each percent-decoded byte is one character, to be decoded once more.
     """
     query = request.environ.get("QUERY_STRING", "")

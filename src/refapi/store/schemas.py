@@ -197,9 +197,3 @@ class ExportedEntry(ma.Schema):
     )
     created_at = ma.fields.AwareDateTime(load_default=None)
     updated_at = ma.fields.AwareDateTime(load_default=None)
-
-    @ma.validates_schema
-    def _updated_after_created(self, data: dict[str, Any], **_kwargs: Any) -> None:
-        created, updated = data.get("created_at"), data.get("updated_at")
-        if created and updated and updated < created:
-            raise ma.ValidationError("updated_at is before created_at.", "updated_at")
