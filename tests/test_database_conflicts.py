@@ -15,22 +15,17 @@ from flask.views import MethodView
 from psycopg import errors as pg_errors
 
 from refapi.api import Blueprint
-from refapi.errors import database_unavailable, problem_type, transaction_conflict
+from refapi.errors import database_unavailable, transaction_conflict
 from refapi.extensions import api
+from tests.test_database_outage import assert_database_503
 
 # A row lock or an advisory lock the test holds: how long a request may wait on it.
 LOCK_WAIT_SECONDS = 20
 
 
 def assert_transaction_conflict(response):
-    assert response.status_code == 503
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json()
-    assert body["code"] == "TRANSACTION_CONFLICT"
-    assert body["type"] == problem_type("TRANSACTION_CONFLICT")
-    assert body["request_id"] == response.headers["X-Request-ID"]
+    body = assert_database_503(response, "TRANSACTION_CONFLICT", "1")
     assert "nothing was changed" in body["detail"]
-    assert response.headers["Retry-After"] == "1"
     return body
 
 

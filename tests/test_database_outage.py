@@ -28,15 +28,20 @@ REQUESTS = [
 ]
 
 
-def assert_database_unavailable(response):
+def assert_database_503(response, code, retry_after):
+    """A 503 the client may retry: the problem format, its code and Retry-After."""
     assert response.status_code == 503
     assert response.mimetype == "application/problem+json"
     body = response.get_json()
-    assert body["code"] == "DATABASE_UNAVAILABLE"
-    assert body["type"] == problem_type("DATABASE_UNAVAILABLE")
+    assert body["code"] == code
+    assert body["type"] == problem_type(code)
     assert body["request_id"] == response.headers["X-Request-ID"]
-    assert response.headers["Retry-After"] == "5"
+    assert response.headers["Retry-After"] == retry_after
     return body
+
+
+def assert_database_unavailable(response):
+    return assert_database_503(response, "DATABASE_UNAVAILABLE", "5")
 
 
 def outage_logs(caplog):
