@@ -6,12 +6,14 @@ BIN := $(VENV)/bin
 # The instance folder (SQLite database, development key): REFAPI_INSTANCE_PATH, as refapi reads it.
 INSTANCE := $(or $(REFAPI_INSTANCE_PATH),$(CURDIR)/instance)
 DEV_KEY_FILE := $(INSTANCE)/dev-api-keys
+# A value as one shell word, whatever it holds: spaces, apostrophes ('\'' ends, adds, reopens).
+shell_word = '$(subst ','\'',$(1))'
 
 # The development key file is used only when no key is configured in the environment.
 ifeq ($(strip $(REFAPI_API_KEYS)$(REFAPI_API_KEYS_FILE)),)
-RUN_KEYS := REFAPI_API_KEYS_FILE='$(DEV_KEY_FILE)'
+RUN_KEYS := REFAPI_API_KEYS_FILE=$(call shell_word,$(DEV_KEY_FILE))
 endif
-INSTANCE_ENV := REFAPI_INSTANCE_PATH='$(INSTANCE)'
+INSTANCE_ENV := REFAPI_INSTANCE_PATH=$(call shell_word,$(INSTANCE))
 # Only the server needs a key: flask commands (migrations, imports) start without one.
 RUN_ENV := $(INSTANCE_ENV) $(RUN_KEYS)
 # Where `make run` listens (REFAPI_BIND, else the loopback port 5000), and how curl reaches it.
@@ -37,15 +39,17 @@ venv: $(BIN)/.installed
 run: dev-key
 	$(INSTANCE_ENV) $(BIN)/flask --app wsgi db upgrade
 	$(INSTANCE_ENV) $(BIN)/flask --app wsgi zipcodes import --if-empty
-	$(RUN_ENV) REFAPI_BIND=$(RUN_BIND) REFAPI_WORKERS=$${REFAPI_WORKERS:-1} \
+	$(RUN_ENV) REFAPI_BIND=$(call shell_word,$(RUN_BIND)) REFAPI_WORKERS=$${REFAPI_WORKERS:-1} \
 		$(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
 ## The development key (created when no key is configured), printed with a curl to try it.
-## devkey's hint names the default address: sed points it at RUN_URL; pipefail keeps its errors.
 dev-key: venv
-	@test -n "$(RUN_KEYS)" || echo "Using the API keys configured in the environment."
-	@test -z "$(RUN_KEYS)" || bash -o pipefail -c '$(BIN)/python -m refapi.auth.devkey \
-		"$(DEV_KEY_FILE)" | sed "s|http://127\.0\.0\.1:5000/|$(RUN_URL)/|"'
+ifeq ($(RUN_KEYS),)
+	@echo "Using the API keys configured in the environment."
+else
+	@$(BIN)/python -m refapi.auth.devkey $(call shell_word,$(DEV_KEY_FILE)) \
+		--curl-target $(call shell_word,$(RUN_URL)/authorize)
+endif
 
 ## Apply the database migrations to REFAPI_DATABASE_URL (default: the instance's SQLite file).
 migrate: venv

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -232,8 +234,15 @@ def test_make_run_prints_a_curl_to_the_address_it_serves_on(tmp_path, bind, url)
     assert result.stdout.splitlines()[-1] == f'Try: curl -H "X-API-Key: {secret}" {url}'
     dry_run = run_make("-n", "run")
     assert dry_run.returncode == 0, dry_run.stderr
-    dry_run = dry_run.stdout
-    assert f"REFAPI_BIND={bind or '127.0.0.1:5000'} " in dry_run
+    assert server_environment(dry_run.stdout)["REFAPI_BIND"] == (bind or "127.0.0.1:5000")
+
+
+def server_environment(dry_run: str) -> dict[str, str]:
+    """The variables `make -n run` sets on the gunicorn command, as the shell reads them."""
+    command = dry_run.replace("\\\n", " ").splitlines()
+    (line,) = [line for line in command if "/gunicorn " in line]
+    assignments = itertools.takewhile(lambda word: "=" in word, shlex.split(line))
+    return dict(word.split("=", 1) for word in assignments)
 
 
 def test_make_run_keeps_the_development_key_in_refapi_instance_path(tmp_path):
@@ -242,7 +251,7 @@ def test_make_run_keeps_the_development_key_in_refapi_instance_path(tmp_path):
     if make is None:
         pytest.skip("make is not installed")
     env = {key: value for key, value in os.environ.items() if not key.startswith("REFAPI_")}
-    state = tmp_path / "state with a space"
+    state = tmp_path / "o'brien's state"  # a space and apostrophes: each path is one word
     env["REFAPI_INSTANCE_PATH"] = str(state)
     venv = [f"VENV={sys.prefix}", "-o", f"{sys.prefix}/bin/.installed"]
     made = subprocess.run(
@@ -253,9 +262,10 @@ def test_make_run_keeps_the_development_key_in_refapi_instance_path(tmp_path):
     dry_run = subprocess.run(
         [make, "-n", "run", *venv], cwd=ROOT, env=env, capture_output=True, text=True
     )
-    assert f"REFAPI_INSTANCE_PATH='{state}' " in dry_run.stdout
-    assert f"REFAPI_API_KEYS_FILE='{state / 'dev-api-keys'}' " in dry_run.stdout
-    # The shell reads each as one word, space and all: the migrations run in that folder.
+    served = server_environment(dry_run.stdout)
+    assert served["REFAPI_INSTANCE_PATH"] == str(state)
+    assert served["REFAPI_API_KEYS_FILE"] == str(state / "dev-api-keys")
+    # The migrations run in that folder too.
     migrated = subprocess.run(
         [make, "-s", "migrate", *venv], cwd=ROOT, env=env, capture_output=True, text=True
     )

@@ -1,17 +1,20 @@
 """Create a development API key on first run, and print it: ``python -m refapi.auth.devkey FILE``.
 
 Used by ``make run`` so that a fresh checkout serves the API with no configuration. The file
-has the ``REFAPI_API_KEYS_FILE`` format and is readable by its owner only.
+has the ``REFAPI_API_KEYS_FILE`` format and is readable by its owner only. ``--curl-target``
+is what the printed curl is pointed at (``make run`` gives the address it serves on).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import sys
 from pathlib import Path
 
 CLIENT = "dev"
+DEFAULT_TARGET = "http://127.0.0.1:5000/authorize"
 
 
 def ensure_key_file(path: Path) -> str:
@@ -30,13 +33,17 @@ def ensure_key_file(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m refapi.auth.devkey FILE", file=sys.stderr)
-        return 2
-    secret = ensure_key_file(Path(args[0]))
-    print(f"Development API key (client {CLIENT!r}, kept in {args[0]}): {secret}")
-    print(f'Try: curl -H "X-API-Key: {secret}" http://127.0.0.1:5000/authorize')
+    parser = argparse.ArgumentParser(prog="python -m refapi.auth.devkey")
+    parser.add_argument("file", type=Path, help="the key file, created if it does not exist")
+    parser.add_argument(
+        "--curl-target",
+        default=DEFAULT_TARGET,
+        help=f"what the printed curl reaches after its key header (default {DEFAULT_TARGET})",
+    )
+    args = parser.parse_args(argv)
+    secret = ensure_key_file(args.file)
+    print(f"Development API key (client {CLIENT!r}, kept in {args.file}): {secret}")
+    print(f'Try: curl -H "X-API-Key: {secret}" {args.curl_target}')
     return 0
 
 
