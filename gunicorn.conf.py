@@ -35,11 +35,9 @@ keepalive = 5
 # connections across them. With one shared socket, whichever worker wakes first accepts a burst
 # of keep-alive connections (a proxy's pool, a load generator) and serves them all on one core
 # while the others idle: issue 8's benchmark measured a third of the throughput when that happened.
-# Not on a Unix socket: SO_REUSEPORT does nothing there, and each worker would remove the socket
-# file of the one before, so only the last could be reached. Not on port 0 (any free port) either:
-# each worker would get a random port of its own. There the master's one socket it is, and
-# gunicorn's "Listening at" line names the port it got.
-reuse_port = not bind.startswith("unix:") and refapi_config.bind_address(bind)[1] != 0
+# on_starting turns it off where it cannot work, for the addresses gunicorn was really given
+# (REFAPI_BIND, or `-b` on the command line, which wins): see _reuse_port_serves.
+reuse_port = True
 # No control socket: nothing here uses gunicornc, and two servers would contend for its path.
 control_socket_disable = True
 # Heartbeat files in memory, not on a container's overlay filesystem.
@@ -115,8 +113,22 @@ def _bind_problem(host, port):
     return None
 
 
+def _reuse_port_serves(addresses):
+    """Whether each worker binding a socket of its own (reuse_port) serves these addresses.
+
+    Not a Unix socket: SO_REUSEPORT does nothing there, and each worker would remove the socket
+    file of the one before, so only the last could be reached. Not port 0 (any free port):
+    each worker would get a random port of its own. Not a file descriptor (`-b fd://3`): the
+    socket is given, not bound. There the master's one socket it is, and gunicorn's "Listening
+    at" line names it.
+    """
+    return all(isinstance(address, tuple) and address[1] != 0 for address in addresses)
+
+
 def on_starting(server):
-    if reuse_port:
+    if server.cfg.reuse_port and not _reuse_port_serves(server.cfg.address):
+        server.cfg.set("reuse_port", False)
+    if server.cfg.reuse_port:
         _refuse_what_reuse_port_cannot_do(server)
     # Before the arbiter writes the line; gunicorn's error log is this logger whatever its class.
     logging.getLogger("gunicorn.error").addFilter(_ListeningAt(server))
@@ -143,6 +155,7 @@ def _refuse_what_reuse_port_cannot_do(server):
 
 
 def when_ready(server):
+    workers = server.cfg.workers  # REFAPI_WORKERS, or `-w` on the command line
     if workers > 1 and not _settings["REDIS_URL"]:
         logging.getLogger("gunicorn.error").warning(
             "refapi: %d workers share no cache: SimpleCache is per process, so a write in one "

@@ -48,11 +48,21 @@ def error_log():
     logger.setLevel(level)
 
 
+def configured(settings: dict[str, Any], **command_line: Any) -> Config:
+    """gunicorn's configuration as it loads it: the file's settings, then the command line's."""
+    config = Config()
+    for name in ("bind", "reuse_port", "workers"):
+        config.set(name, settings[name])
+    for name, value in command_line.items():
+        config.set(name, value)
+    return config
+
+
 def started(settings: dict[str, Any], logger: logging.Logger) -> None:
     """What the arbiter's start writes about its sockets: none, as with reuse_port."""
-    config = Config()
-    config.set("bind", settings["bind"])
-    server = SimpleNamespace(cfg=config, LISTENERS=[], pid=4242, log=logger, master_pid=0)
+    server = SimpleNamespace(
+        cfg=configured(settings), LISTENERS=[], pid=4242, log=logger, master_pid=0
+    )
     settings["on_starting"](server)
     # gunicorn 27's Arbiter.start, word for word: the master's sockets, of which it has none.
     logger.info("Listening at: %s (%s)", ",".join(str(s) for s in server.LISTENERS), server.pid)
@@ -75,7 +85,6 @@ def test_the_listening_at_line_names_the_address_though_the_master_holds_no_sock
     port = free_port()
     bind, shown = bind.format(port=port), shown.format(port=port)
     settings = gunicorn_settings(monkeypatch, BIND=bind)
-    assert settings["reuse_port"] is True
     logger, lines = error_log
     started(settings, logger)
     assert lines == [f"Listening at: {shown} (4242)"]
@@ -98,10 +107,16 @@ def port_in_use():
         yield listener.getsockname()[1]
 
 
-def starting(settings: dict[str, Any], *, master_pid: int = 0) -> None:
-    config = Config()
-    config.set("bind", settings["bind"])
+def starting(settings: dict[str, Any], *, master_pid: int = 0, **command_line: Any) -> Config:
+    """The configuration the arbiter goes on with once on_starting has run."""
+    config = configured(settings, **command_line)
     settings["on_starting"](SimpleNamespace(cfg=config, master_pid=master_pid))
+    return config
+
+
+def test_a_tcp_port_is_served_on_a_socket_per_worker(monkeypatch):
+    settings = gunicorn_settings(monkeypatch, BIND=f"127.0.0.1:{free_port()}")
+    assert starting(settings).reuse_port is True
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "[::]"])  # noqa: S104 - not bound
@@ -145,12 +160,31 @@ def test_socket_activation_says_it_cannot_be_done_with_reuse_port(monkeypatch):
 def test_any_free_port_is_the_masters_one_socket(monkeypatch):
     # With reuse_port, each worker would bind port 0 itself and get a random port of its own.
     settings = gunicorn_settings(monkeypatch, BIND="127.0.0.1:0")
-    assert settings["reuse_port"] is False
+    assert starting(settings).reuse_port is False
 
 
 def test_a_unix_socket_is_the_masters_one_socket(monkeypatch):
     # SO_REUSEPORT does nothing for Unix sockets, and each worker binding the path would remove
     # the socket file of the one before it: only the last worker could be reached.
     settings = gunicorn_settings(monkeypatch, BIND="unix:/run/refapi/refapi.sock")
-    assert settings["reuse_port"] is False
     assert settings["bind"] == "unix:/run/refapi/refapi.sock"
+    assert starting(settings).reuse_port is False
+
+
+@pytest.mark.parametrize("bind", ["unix:/run/refapi/refapi.sock", "127.0.0.1:0", "fd://3"])
+def test_an_address_given_on_the_command_line_decides_too(monkeypatch, bind):
+    # `gunicorn -b unix:...` overrides REFAPI_BIND; reuse_port was decided from REFAPI_BIND.
+    settings = gunicorn_settings(monkeypatch, BIND=f"127.0.0.1:{free_port()}")
+    assert starting(settings, bind=[bind]).reuse_port is False
+
+
+@pytest.mark.parametrize(("command_line", "warned"), [({}, True), ({"workers": 1}, False)])
+def test_workers_without_redis_are_warned_of_as_gunicorn_runs_them(
+    monkeypatch, error_log, command_line, warned
+):
+    # Each worker's SimpleCache is its own: a write in one leaves old values in the others.
+    monkeypatch.delenv("REFAPI_REDIS_URL", raising=False)
+    settings = gunicorn_settings(monkeypatch, BIND=f"127.0.0.1:{free_port()}", WORKERS="2")
+    _, lines = error_log
+    settings["when_ready"](SimpleNamespace(cfg=configured(settings, **command_line)))
+    assert any("2 workers share no cache" in line for line in lines) is warned
