@@ -188,6 +188,48 @@ def test_import_refuses_existing_keys_unless_told_to_replace_them(
     assert filled.get("/get/new", headers=auth_headers).status_code == 200
 
 
+def test_a_key_replaced_without_version_or_creation_time_is_a_new_write_of_it(
+    filled, runner, auth_headers, tmp_path
+):
+    # They were reset: version 1 let a client's If-Match on the key's first version match the
+    # replaced value, and the creation time became the import's.
+    before = filled.get("/get/b", headers=auth_headers).get_json()
+    assert before["version"] == 2
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"client": "tester", "key": "b", "value": "restored"}\n', encoding="utf-8")
+    replaced = runner.invoke(args=["store", "import", str(source), "--replace"])
+    assert replaced.exit_code == 0, replaced.output
+    entry = filled.get("/get/b", headers=auth_headers).get_json()
+    assert (entry["value"], entry["version"]) == ("restored", 3)
+    assert entry["created_at"] == before["created_at"]
+    assert entry["updated_at"] > before["updated_at"]
+    stale = filled.post(
+        "/save",
+        json={"key": "b", "value": "lost update"},
+        headers={**auth_headers, "If-Match": '"1"'},
+    )
+    assert stale.status_code == 412
+
+
+def test_a_key_replaced_with_its_times_and_version_takes_them(
+    filled, runner, auth_headers, tmp_path
+):
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"client": "tester", "key": "b", "value": "old", "version": 1, '
+        '"created_at": "2020-01-01T00:00:00+00:00", "updated_at": "2020-02-01T00:00:00+00:00"}\n'
+        '{"client": "tester", "key": "new", "value": "fresh"}\n',
+        encoding="utf-8",
+    )
+    replaced = runner.invoke(args=["store", "import", str(source), "--replace"])
+    assert replaced.exit_code == 0, replaced.output
+    entry = filled.get("/get/b", headers=auth_headers).get_json()
+    assert (entry["value"], entry["version"]) == ("old", 1)
+    assert entry["created_at"].startswith("2020-01-01T00:00:00")
+    assert entry["updated_at"].startswith("2020-02-01T00:00:00")
+    assert filled.get("/get/new", headers=auth_headers).get_json()["version"] == 1
+
+
 def test_import_of_a_missing_file_fails(runner, tmp_path):
     result = runner.invoke(args=["store", "import", str(tmp_path / "nope.jsonl")])
     assert result.exit_code != 0

@@ -105,7 +105,9 @@ def import_command(file: IO[str], client: str | None, replace: bool) -> None:
     """Restore entries from FILE (JSON lines, as written by export): all of them or none.
 
     Every line is an object with client, key and value; version, created_at and updated_at
-    are kept when given. A key that already exists fails the import unless --replace.
+    are kept when given. A key that already exists fails the import unless --replace; a key
+    replaced by a line without a version or created_at gets its next version and keeps its
+    creation time.
     """
     entries, line_numbers, problems = _parse(file, client)
     if not problems and not replace:

@@ -192,8 +192,9 @@ class ExportedEntry(ma.Schema):
     )
     key = _key_field(required=True)
     value = _value_field(required=True)
+    # Not given: 1 for a new key, the next one for a key --replace overwrites (import_entries).
     version = ma.fields.Integer(
-        load_default=1, validate=ma.validate.Range(min=1, max=2**31 - 1), strict=True
+        load_default=None, validate=ma.validate.Range(min=1, max=2**31 - 1), strict=True
     )
     created_at = ma.fields.AwareDateTime(load_default=None)
     updated_at = ma.fields.AwareDateTime(load_default=None)

@@ -259,40 +259,59 @@ def import_entries(entries: list[dict[str, Any]], *, replace: bool = False) -> N
     """Store all these entries in one transaction, or none of them.
 
     Versions and times are kept as given. With ``replace``, an existing key is overwritten;
-    without it, an existing key makes the whole import fail (IntegrityError).
+    without it, an existing key makes the whole import fail (IntegrityError). An existing key
+    replaced by an entry without a version or a creation time is a new write of that key: it
+    gets the next version, so that no client's If-Match on an earlier one matches again, and
+    keeps its own creation time.
     """
     now = datetime.now(timezone.utc)
-    rows = [
-        {
-            "client": entry["client"],
-            "key": entry["key"],
-            "value": entry["value"],
-            "version": entry.get("version") or 1,
-            # A time not given is the other one, or now: never an update before the creation.
-            "created_at": entry.get("created_at") or entry.get("updated_at") or now,
-            "updated_at": entry.get("updated_at") or entry.get("created_at") or now,
-        }
-        for entry in entries
-    ]
+    batches: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
+    for entry in entries:
+        given = (entry.get("version") is not None, entry.get("created_at") is not None)
+        batches.setdefault(given if replace else (True, True), []).append(
+            {
+                "client": entry["client"],
+                "key": entry["key"],
+                "value": entry["value"],
+                "version": entry.get("version") or 1,
+                # A time not given is the other one, or now: never an update before the creation.
+                "created_at": entry.get("created_at") or entry.get("updated_at") or now,
+                "updated_at": entry.get("updated_at") or entry.get("created_at") or now,
+            }
+        )
     try:
-        for start in range(0, len(rows), 500):
-            insert = _dialect_module().insert(_entries)
-            if replace:
-                insert = insert.on_conflict_do_update(
-                    index_elements=["client", "key"],
-                    set_={
-                        name: getattr(insert.excluded, name)
-                        for name in ("value", "version", "created_at", "updated_at")
-                    },
-                )
-            db.session.execute(insert, rows[start : start + 500])
+        for (version_given, created_given), rows in batches.items():
+            for start in range(0, len(rows), 500):
+                insert = _dialect_module().insert(_entries)
+                if replace:
+                    insert = insert.on_conflict_do_update(
+                        index_elements=["client", "key"],
+                        set_={
+                            "value": insert.excluded.value,
+                            "updated_at": insert.excluded.updated_at,
+                            "version": (
+                                insert.excluded.version if version_given else _entries.c.version + 1
+                            ),
+                            "created_at": (
+                                insert.excluded.created_at
+                                if created_given
+                                else _entries.c.created_at
+                            ),
+                        },
+                    )
+                db.session.execute(insert, rows[start : start + 500])
         db.session.commit()
     except Exception:
         db.session.rollback()
         raise
     # One command per batch, not a round trip per entry; with Redis down, a no-op the backend
     # remembers (see _invalidate).
-    keys = [name for row in rows for name in _cache_keys(row["client"], row["key"])]
+    keys = [
+        name
+        for rows in batches.values()
+        for row in rows
+        for name in _cache_keys(row["client"], row["key"])
+    ]
     for start in range(0, len(keys), 500):
         cache.delete_many(*keys[start : start + 500])
 
