@@ -82,6 +82,24 @@ def test_undecodable_bytes_are_400(client, auth_headers):
     assert_problem(response, 400, "MALFORMED_JSON")
 
 
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/keys", "prefix=caf\xe9"),  # latin-1 é: one raw byte that is not UTF-8
+        ("/zipcodes", "risk_factor=A&page=\xff"),
+        ("/indices/health", "base_year=2013&\xff"),
+    ],
+)
+def test_a_query_string_that_is_not_utf8_is_400_under_any_wsgi_server(
+    client, auth_headers, path, query
+):
+    # gunicorn refuses a raw non-ASCII request line itself; Werkzeug's own server and others
+    # pass the bytes on, and reading the query arguments raised UnicodeDecodeError (a 500).
+    response = client.get(path, headers=auth_headers, environ_overrides={"QUERY_STRING": query})
+    body = assert_problem(response, 400, "BAD_REQUEST")
+    assert body["detail"].startswith("The query string is not UTF-8 text")
+
+
 @pytest.fixture
 def roomy_client(app, client):
     # The bodies below are valid JSON, and larger than the kilobyte the other tests allow.

@@ -69,6 +69,17 @@ class _ServerEndedBody(LimitedStream):
 
 class _Request(Request):
     @cached_property
+    def args(self) -> Any:
+        # Werkzeug decodes the query string as UTF-8 and raises on a raw byte that is not (a
+        # 500). gunicorn refuses such a request line itself (400); other WSGI servers pass it.
+        try:
+            return super().args
+        except UnicodeDecodeError as error:
+            raise errors.BadRequest(
+                "The query string is not UTF-8 text; percent-encode UTF-8 (é is %C3%A9)."
+            ) from error
+
+    @cached_property
     def stream(self) -> IO[bytes]:
         # Werkzeug's checks first (a Content-Length over the limit is 413 before any read).
         stream = super().stream
