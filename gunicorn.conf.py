@@ -15,6 +15,19 @@ from gunicorn import util as gunicorn_util
 from refapi import config as refapi_config
 from refapi.auth import load_keyring
 
+
+def _reuse_port_serves(addresses):
+    """Whether each worker binding a socket of its own (reuse_port) serves these addresses.
+
+    Not a Unix socket: SO_REUSEPORT does nothing there, and each worker would remove the socket
+    file of the one before, so only the last could be reached. Not port 0 (any free port):
+    each worker would get a random port of its own. Not a file descriptor (`-b fd://3`): the
+    socket is given, not bound. There the master's one socket it is, and gunicorn's "Listening
+    at" line names it.
+    """
+    return all(isinstance(address, tuple) and address[1] != 0 for address in addresses)
+
+
 # Check the configuration once, in the master, so that a mistake stops the server with a clear
 # message instead of workers failing to boot over and over.
 try:
@@ -35,9 +48,10 @@ keepalive = 5
 # connections across them. With one shared socket, whichever worker wakes first accepts a burst
 # of keep-alive connections (a proxy's pool, a load generator) and serves them all on one core
 # while the others idle: issue 8's benchmark measured a third of the throughput when that happened.
-# on_starting turns it off where it cannot work, for the addresses gunicorn was really given
-# (REFAPI_BIND, or `-b` on the command line, which wins): see _reuse_port_serves.
-reuse_port = True
+# Off where it cannot work (see _reuse_port_serves): for REFAPI_BIND here, and again in
+# on_starting and on_reload for the addresses gunicorn was really given (`-b` on the command
+# line wins over the file).
+reuse_port = _reuse_port_serves([refapi_config.bind_address(bind)])
 # No control socket: nothing here uses gunicornc, and two servers would contend for its path.
 control_socket_disable = True
 # Heartbeat files in memory, not on a container's overlay filesystem.
@@ -113,21 +127,13 @@ def _bind_problem(host, port):
     return None
 
 
-def _reuse_port_serves(addresses):
-    """Whether each worker binding a socket of its own (reuse_port) serves these addresses.
-
-    Not a Unix socket: SO_REUSEPORT does nothing there, and each worker would remove the socket
-    file of the one before, so only the last could be reached. Not port 0 (any free port):
-    each worker would get a random port of its own. Not a file descriptor (`-b fd://3`): the
-    socket is given, not bound. There the master's one socket it is, and gunicorn's "Listening
-    at" line names it.
-    """
-    return all(isinstance(address, tuple) and address[1] != 0 for address in addresses)
+def _serve_where_reuse_port_cannot(server):
+    if server.cfg.reuse_port and not _reuse_port_serves(server.cfg.address):
+        server.cfg.set("reuse_port", False)
 
 
 def on_starting(server):
-    if server.cfg.reuse_port and not _reuse_port_serves(server.cfg.address):
-        server.cfg.set("reuse_port", False)
+    _serve_where_reuse_port_cannot(server)
     if server.cfg.reuse_port:
         _refuse_what_reuse_port_cannot_do(server)
     # Before the arbiter writes the line; gunicorn's error log is this logger whatever its class.
@@ -152,6 +158,12 @@ def _refuse_what_reuse_port_cannot_do(server):
         if port and (problem := _bind_problem(host, port)):
             shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             sys.exit(f"refapi cannot start: cannot listen on {shown}: {problem}.")
+
+
+def on_reload(server):
+    # HUP reads this file again, into a new configuration, before the new workers start: its
+    # reuse_port is REFAPI_BIND's again, whatever `-b` says.
+    _serve_where_reuse_port_cannot(server)
 
 
 def when_ready(server):

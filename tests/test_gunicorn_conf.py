@@ -175,7 +175,24 @@ def test_a_unix_socket_is_the_masters_one_socket(monkeypatch):
 def test_an_address_given_on_the_command_line_decides_too(monkeypatch, bind):
     # `gunicorn -b unix:...` overrides REFAPI_BIND; reuse_port was decided from REFAPI_BIND.
     settings = gunicorn_settings(monkeypatch, BIND=f"127.0.0.1:{free_port()}")
+    assert settings["reuse_port"] is True
     assert starting(settings, bind=[bind]).reuse_port is False
+
+
+@pytest.mark.parametrize("bind", ["unix:/run/refapi/refapi.sock", "127.0.0.1:0"])
+def test_a_reload_keeps_the_masters_one_socket(monkeypatch, bind):
+    # HUP reads this file into a new configuration, whose reuse_port is REFAPI_BIND's: the new
+    # workers bound a socket of their own on the master's Unix socket path or port 0.
+    settings = gunicorn_settings(monkeypatch, BIND=f"127.0.0.1:{free_port()}")
+    reloaded = configured(settings, bind=[bind])
+    settings["on_reload"](SimpleNamespace(cfg=reloaded))
+    assert reloaded.reuse_port is False
+
+
+@pytest.mark.parametrize("bind", ["unix:/run/refapi/refapi.sock", "127.0.0.1:0"])
+def test_refapi_bind_alone_decides_it_for_the_file(monkeypatch, bind):
+    # What a reload starts from, before on_reload.
+    assert gunicorn_settings(monkeypatch, BIND=bind)["reuse_port"] is False
 
 
 @pytest.mark.parametrize(("command_line", "warned"), [({}, True), ({"workers": 1}, False)])
