@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # The instance folder (SQLite database, development key): REFAPI_INSTANCE_PATH, as refapi reads it.
-INSTANCE := $(or $(REFAPI_INSTANCE_PATH),$(CURDIR)/instance)
+# $(value ...): the environment's text as it is, a $ in it included.
+INSTANCE := $(or $(value REFAPI_INSTANCE_PATH),$(CURDIR)/instance)
 DEV_KEY_FILE := $(INSTANCE)/dev-api-keys
 # A value as one shell word, whatever it holds: spaces, apostrophes ('\'' ends, adds, reopens).
 shell_word = '$(subst ','\'',$(1))'
@@ -17,9 +18,9 @@ INSTANCE_ENV := REFAPI_INSTANCE_PATH=$(call shell_word,$(INSTANCE))
 # Only the server needs a key: flask commands (migrations, imports) start without one.
 RUN_ENV := $(INSTANCE_ENV) $(RUN_KEYS)
 # Where `make run` listens (REFAPI_BIND, else the loopback port 5000), and how curl reaches it.
-RUN_BIND := $(or $(REFAPI_BIND),127.0.0.1:5000)
+RUN_BIND := $(or $(value REFAPI_BIND),127.0.0.1:5000)
 ifneq ($(filter unix:%,$(RUN_BIND)),)
-RUN_URL := --unix-socket $(patsubst unix:%,%,$(RUN_BIND)) http://localhost
+RUN_URL := --unix-socket $(call shell_word,$(patsubst unix:%,%,$(RUN_BIND))) http://localhost
 else
 RUN_URL := http://$(patsubst 0.0.0.0:%,127.0.0.1:%,$(patsubst [::]:%,[::1]:%,$(RUN_BIND)))
 endif

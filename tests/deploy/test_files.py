@@ -209,7 +209,11 @@ def test_env_example_documents_every_variable_compose_interpolates():
         (None, "http://127.0.0.1:5000/authorize"),
         ("127.0.0.1:5999", "http://127.0.0.1:5999/authorize"),
         ("0.0.0.0:8000", "http://127.0.0.1:8000/authorize"),
-        ("unix:/tmp/refapi.sock", "--unix-socket /tmp/refapi.sock http://localhost/authorize"),
+        ("unix:/tmp/refapi.sock", "--unix-socket '/tmp/refapi.sock' http://localhost/authorize"),
+        (
+            "unix:/tmp/o'brien $HOME.sock",
+            "--unix-socket '/tmp/o'\\''brien $HOME.sock' http://localhost/authorize",
+        ),
     ],
 )
 def test_make_run_prints_a_curl_to_the_address_it_serves_on(tmp_path, bind, url):
@@ -251,7 +255,7 @@ def test_make_run_keeps_the_development_key_in_refapi_instance_path(tmp_path):
     if make is None:
         pytest.skip("make is not installed")
     env = {key: value for key, value in os.environ.items() if not key.startswith("REFAPI_")}
-    state = tmp_path / "o'brien's state"  # a space and apostrophes: each path is one word
+    state = tmp_path / "o'brien's $HOME state"  # each path is one word, as it is written
     env["REFAPI_INSTANCE_PATH"] = str(state)
     venv = [f"VENV={sys.prefix}", "-o", f"{sys.prefix}/bin/.installed"]
     made = subprocess.run(
