@@ -211,6 +211,30 @@ def test_a_key_replaced_without_version_or_creation_time_is_a_new_write_of_it(
     assert stale.status_code == 412
 
 
+def test_a_key_replaced_with_an_earlier_update_time_only_was_created_by_then(
+    filled, runner, auth_headers, tmp_path
+):
+    # The key's own creation time (today) was kept while the update time came from the line.
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"client": "tester", "key": "b", "value": "x", "updated_at": "2020-01-01T00:00:00Z"}\n',
+        encoding="utf-8",
+    )
+    replaced = runner.invoke(args=["store", "import", str(source), "--replace"])
+    assert replaced.exit_code == 0, replaced.output
+    entry = filled.get("/get/b", headers=auth_headers).get_json()
+    assert entry["created_at"] == entry["updated_at"]
+    assert entry["updated_at"].startswith("2020-01-01T00:00:00")
+
+
+def test_a_null_version_is_refused(runner, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"client": "tester", "key": "k", "value": 1, "version": null}\n')
+    result = runner.invoke(args=["store", "import", str(source)])
+    assert result.exit_code != 0
+    assert "line 1: version: Field may not be null." in result.output
+
+
 def test_a_key_replaced_with_its_times_and_version_takes_them(
     filled, runner, auth_headers, tmp_path
 ):

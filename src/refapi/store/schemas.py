@@ -194,7 +194,10 @@ class ExportedEntry(ma.Schema):
     value = _value_field(required=True)
     # Not given: 1 for a new key, the next one for a key --replace overwrites (import_entries).
     version = ma.fields.Integer(
-        load_default=None, validate=ma.validate.Range(min=1, max=2**31 - 1), strict=True
+        load_default=None,
+        allow_none=False,
+        validate=ma.validate.Range(min=1, max=2**31 - 1),
+        strict=True,
     )
     created_at = ma.fields.AwareDateTime(load_default=None)
     updated_at = ma.fields.AwareDateTime(load_default=None)

@@ -262,7 +262,7 @@ def import_entries(entries: list[dict[str, Any]], *, replace: bool = False) -> N
     without it, an existing key makes the whole import fail (IntegrityError). An existing key
     replaced by an entry without a version or a creation time is a new write of that key: it
     gets the next version, so that no client's If-Match on an earlier one matches again, and
-    keeps its own creation time.
+    keeps its own creation time (or the entry's update time, if that is earlier).
     """
     now = datetime.now(timezone.utc)
     batches: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
@@ -295,7 +295,7 @@ def import_entries(entries: list[dict[str, Any]], *, replace: bool = False) -> N
                             "created_at": (
                                 insert.excluded.created_at
                                 if created_given
-                                else _entries.c.created_at
+                                else _kept_creation(insert.excluded.updated_at)
                             ),
                         },
                     )
@@ -314,6 +314,15 @@ def import_entries(entries: list[dict[str, Any]], *, replace: bool = False) -> N
     ]
     for start in range(0, len(keys), 500):
         cache.delete_many(*keys[start : start + 500])
+
+
+def _kept_creation(updated_at: Any) -> Any:
+    """The existing key's creation time, or the entry's update time where that is earlier.
+
+    An entry restored with its update time only was written then, so its key existed then:
+    never an update before the creation.
+    """
+    return sa.case((updated_at < _entries.c.created_at, updated_at), else_=_entries.c.created_at)
 
 
 def _load_json(client: str, key: str) -> tuple[int, bytes] | None:
