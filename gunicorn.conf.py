@@ -38,7 +38,8 @@ except refapi_config.ConfigError as error:
     sys.exit(f"refapi cannot start: {error}")
 
 bind = _settings["BIND"]
-worker_class = "gthread"
+# gthread, with gunicorn's own error pages (a malformed request) in the API's error format.
+worker_class = "refapi.worker.ThreadWorker"
 workers = _settings["WORKERS"] or (os.cpu_count() or 1)
 threads = _settings["THREADS"]
 timeout = _settings["WORKER_TIMEOUT"]

@@ -96,6 +96,19 @@ class UnsupportedMediaType(ApiError):
     title = "Unsupported Media Type"
 
 
+def problem_document(
+    *, status: int, code: str, detail: str, title: str | None = None
+) -> dict[str, Any]:
+    """A problem's members, which every error body has (`problem_response`, `refapi.worker`)."""
+    return {
+        "type": problem_type(code),
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+
+
 def problem_response(
     *,
     status: int,
@@ -105,14 +118,8 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Response:
-    """A ``application/problem+json`` response; the only place an error body is built."""
-    body: dict[str, Any] = {
-        "type": problem_type(code),
-        "title": title or HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-        "code": code,
-    }
+    """A ``application/problem+json`` response: every error the app answers is one."""
+    body = problem_document(status=status, code=code, detail=detail, title=title)
     request_id = g.get("request_id")
     if request_id:
         body["request_id"] = request_id

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -65,6 +66,20 @@ class Server:
                 self.process.wait()
                 raise
         return self.exit_code
+
+
+def exchange(server, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``raw`` (a whole request, with Connection: close); the status, headers and body."""
+    address = urlsplit(server.url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as connection:
+        connection.sendall(raw)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split(" ")[1]), {k.lower(): v for k, v in headers.items()}, body
 
 
 def start_gunicorn(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:

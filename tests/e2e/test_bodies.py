@@ -7,30 +7,15 @@ choose the chunks.
 from __future__ import annotations
 
 import json
-import socket
-from urllib.parse import urlsplit
 
 import pytest
 
 from tests.conftest import TEST_KEY
+from tests.e2e.conftest import exchange
 
 pytestmark = pytest.mark.e2e
 
 LIMIT = 1_048_576  # REFAPI_MAX_CONTENT_LENGTH's default
-
-
-def exchange(server, raw: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Send ``raw`` (a whole request, with Connection: close); the status, headers and body."""
-    address = urlsplit(server.url)
-    with socket.create_connection((address.hostname, address.port), timeout=10) as connection:
-        connection.sendall(raw)
-        received = b""
-        while chunk := connection.recv(65536):
-            received += chunk
-    head, _, body = received.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in header_lines)
-    return int(status_line.split(" ")[1]), {k.lower(): v for k, v in headers.items()}, body
 
 
 def chunked_save(body: bytes, chunk_size: int = 65536) -> bytes:
