@@ -254,6 +254,53 @@ def test_a_key_replaced_with_its_times_and_version_takes_them(
     assert filled.get("/get/new", headers=auth_headers).get_json()["version"] == 1
 
 
+def test_times_with_an_offset_are_imported_as_the_same_moment_in_utc(
+    client, runner, auth_headers, tmp_path
+):
+    # SQLite dropped the offset: 10:00+02:00 came back as 10:00+00:00, two hours off.
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"client": "tester", "key": "k", "value": 1, '
+        '"created_at": "2026-01-01T10:00:00+02:00", "updated_at": "2026-01-01T10:00:00-05:00"}\n',
+        encoding="utf-8",
+    )
+    result = runner.invoke(args=["store", "import", str(source)])
+    assert result.exit_code == 0, result.output
+    entry = client.get("/get/k", headers=auth_headers).get_json()
+    assert entry["created_at"] == "2026-01-01T08:00:00+00:00"
+    assert entry["updated_at"] == "2026-01-01T15:00:00+00:00"
+
+
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_a_time_outside_the_years_1_to_9999_in_utc_is_refused(
+    client, runner, auth_headers, tmp_path, moment
+):
+    # PostgreSQL stored it; then every read of the key, its listing and any export were 500s.
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        f'{{"client": "tester", "key": "k", "value": 1, "created_at": "{moment}"}}\n',
+        encoding="utf-8",
+    )
+    result = runner.invoke(args=["store", "import", str(source)])
+    assert result.exit_code != 0
+    assert "line 1: created_at: Not a time between the years 1 and 9999 in UTC." in result.output
+    assert client.get("/get/k", headers=auth_headers).status_code == 404
+
+
+def test_a_line_that_is_not_utf8_is_reported_by_number(client, runner, auth_headers, tmp_path):
+    # It ended in a UnicodeDecodeError traceback.
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(
+        b'{"client": "tester", "key": "fine", "value": 1}\n'
+        b'{"client": "tester", "key": "bad\xff", "value": 1}\n'
+    )
+    result = runner.invoke(args=["store", "import", str(source)])
+    assert result.exit_code != 0
+    assert "line 2: not UTF-8 text (byte 33)" in result.output
+    assert "Traceback" not in result.output
+    assert client.get("/get/fine", headers=auth_headers).status_code == 404
+
+
 def test_import_of_a_missing_file_fails(runner, tmp_path):
     result = runner.invoke(args=["store", "import", str(tmp_path / "nope.jsonl")])
     assert result.exit_code != 0

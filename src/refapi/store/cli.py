@@ -97,11 +97,11 @@ def _export_to(file: str, client: str | None) -> int:
 
 
 @click.command("import")
-@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.argument("file", type=click.File("rb"))
 @click.option("--client", help="Import only this client's lines (default: every line).")
 @click.option("--replace", is_flag=True, help="Overwrite keys that already exist.")
 @with_appcontext
-def import_command(file: IO[str], client: str | None, replace: bool) -> None:
+def import_command(file: IO[bytes], client: str | None, replace: bool) -> None:
     """Restore entries from FILE (JSON lines, as written by export): all of them or none.
 
     Every line is an object with client, key and value; version, created_at and updated_at
@@ -127,14 +127,19 @@ def import_command(file: IO[str], client: str | None, replace: bool) -> None:
 
 
 def _parse(
-    file: IO[str], client: str | None
+    file: IO[bytes], client: str | None
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int], list[str]]:
     schema = ExportedEntry()
     limit = current_app.config["STORE_MAX_VALUE_BYTES"]
     entries: list[dict[str, Any]] = []
     line_numbers: dict[tuple[str, str], int] = {}
     problems: list[str] = []
-    for number, line in enumerate(file, start=1):
+    for number, raw in enumerate(file, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            problems.append(f"line {number}: not UTF-8 text (byte {error.start + 1})")
+            continue
         if not line.strip():
             continue
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from datetime import timezone
 from typing import Any
 
 import marshmallow as ma
@@ -177,6 +178,21 @@ class VersionConflictSchema(ProblemSchema):
     )
 
 
+class _UtcTime(ma.fields.AwareDateTime):
+    """A time with its offset, as UTC, which the databases store (SQLite drops the offset).
+
+    Refused when UTC puts it outside the years 1 to 9999, which no reader could give back:
+    ``9999-12-31T23:59:59-14:00`` is in the year 10000 in UTC.
+    """
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(timezone.utc)
+        except OverflowError as error:
+            raise ma.ValidationError("Not a time between the years 1 and 9999 in UTC.") from error
+
+
 class ExportedEntry(ma.Schema):
     """One line of an export file; ``version`` and the times are optional on import."""
 
@@ -199,5 +215,5 @@ class ExportedEntry(ma.Schema):
         validate=ma.validate.Range(min=1, max=2**31 - 1),
         strict=True,
     )
-    created_at = ma.fields.AwareDateTime(load_default=None)
-    updated_at = ma.fields.AwareDateTime(load_default=None)
+    created_at = _UtcTime(load_default=None)
+    updated_at = _UtcTime(load_default=None)
