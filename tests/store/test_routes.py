@@ -4,7 +4,10 @@ import json
 from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
+import sqlalchemy as sa
 
+from refapi.extensions import cache, db
+from refapi.store.models import MAX_VERSION, Entry
 from refapi.store.schemas import MAX_VALUE_DEPTH
 
 
@@ -296,10 +299,41 @@ def test_save_if_match_accepts_a_list(save, if_match):
     assert save("k", 2, headers={"If-Match": if_match}).status_code == 200
 
 
+@pytest.fixture
+def at_the_highest_version(app, save):
+    save("k", "first")
+    with app.app_context():
+        db.session.execute(sa.update(Entry).values(version=MAX_VERSION))
+        db.session.commit()
+        cache.clear()
+
+
+@pytest.mark.parametrize("headers", [{}, {"If-Match": f'"{MAX_VERSION}"'}, {"If-Match": "*"}])
+def test_a_key_at_the_highest_version_is_409_and_keeps_its_value(
+    at_the_highest_version, save, get, headers
+):
+    # PostgreSQL's 32-bit column overflowed (a 500); SQLite went past it, to a version that
+    # no If-Match and no import could name again.
+    response = save("k", "second", headers=headers)
+    assert response.status_code == 409
+    problem = response.get_json()
+    assert (problem["code"], problem["current_version"]) == ("VERSION_EXHAUSTED", MAX_VERSION)
+    entry = get("k").get_json()
+    assert (entry["value"], entry["version"]) == ("first", MAX_VERSION)
+
+
+def test_a_key_at_the_highest_version_starts_again_once_deleted(
+    at_the_highest_version, save, client, auth_headers
+):
+    assert save("k", 1, headers={"If-Match": '"1"'}).status_code == 412  # not that version
+    assert client.delete("/delete/k", headers=auth_headers).status_code == 204
+    assert save("k", "again").get_json()["version"] == 1
+
+
 # Strong comparison compares the tags as strings: "0001" is not "1", even as a number it is.
 @pytest.mark.parametrize(
     "if_match",
-    ['W/"1"', '"0001"', '"01"', '"one"', '"01x"', '"+1"', '""', "", '"2147483648"', '"9999999999"'],
+    ['W/"1"', '"0001"', '"01"', '"one"', '"01x"', '"+1"', '""', '"2147483648"', '"9999999999"'],
 )
 def test_save_if_match_with_a_weak_or_odd_tag_never_matches(save, get, if_match):
     save("k", 1)
@@ -312,7 +346,11 @@ def test_save_if_match_with_a_weak_or_odd_tag_never_matches(save, get, if_match)
 
 # Not entity-tags: read as matching nothing, "1" would be 412 at version 1, and a client
 # retrying with the version it was told would never succeed.
-@pytest.mark.parametrize("if_match", ["1", '"1", 2', 'w/"1"', '" 1"', '"1', '"1", *', "**"])
+@pytest.mark.parametrize(
+    # The empty header and a lone comma name no entity-tag: they were 412, as if one were named.
+    "if_match",
+    ["1", '"1", 2', 'w/"1"', '" 1"', '"1', '"1", *', "**", "", ",", " , "],
+)
 def test_save_with_a_malformed_if_match_is_400_and_writes_nothing(save, get, if_match):
     save("k", 1)
     response = save("k", 2, headers={"If-Match": if_match})

@@ -37,3 +37,11 @@ class ValueTooLarge(ApiError):
     status = 413
     code = "VALUE_TOO_LARGE"
     title = "Value Too Large"
+
+
+class VersionExhausted(ApiError):
+    """A write to a key already at the highest version (``MAX_VERSION``)."""
+
+    status = 409
+    code = "VERSION_EXHAUSTED"
+    title = "Version Exhausted"

@@ -13,6 +13,8 @@ from refapi.extensions import db
 
 MAX_KEY_LENGTH = 256
 MAX_CLIENT_LENGTH = 64
+# The version column is a 32-bit integer on PostgreSQL: no write goes past this version.
+MAX_VERSION = 2**31 - 1
 
 # Keys sort and compare byte-wise on every database ("C" collation on PostgreSQL), so that
 # listing order and case sensitivity are the same on SQLite and PostgreSQL.

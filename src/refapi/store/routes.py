@@ -17,6 +17,7 @@ from werkzeug.routing import PathConverter
 from refapi.api import DATABASE_ERRORS, Blueprint
 from refapi.store import cli, services
 from refapi.store.errors import InvalidPrecondition
+from refapi.store.models import MAX_VERSION
 from refapi.store.schemas import (
     KEY_PATTERN,
     KEY_RULES,
@@ -71,9 +72,8 @@ _KEY_ROUTE = {"merge_slashes": False}
 _VERSION_TAG = re.compile(r"[1-9][0-9]{0,9}")
 # RFC 9110, section 13.1.1: If-Match = "*" / #entity-tag; an entity-tag is quoted, W/ is weak.
 _ENTITY_TAG = r'(?:W/)?"[\x21\x23-\x7e\x80-\xff]*"'
-_ENTITY_TAGS = re.compile(rf"(?:{_ENTITY_TAG})?(?:[ \t]*,[ \t]*(?:{_ENTITY_TAG})?)*")
-# Versions are 32-bit integers in the database: a larger tag matches no version there.
-_MAX_VERSION = 2**31 - 1
+# At least one entity-tag (1#entity-tag): an empty header or a lone comma names none.
+_ENTITY_TAGS = re.compile(rf"(?:,[ \t]*)*{_ENTITY_TAG}(?:[ \t]*,(?:[ \t]*{_ENTITY_TAG})?)*")
 _NO_STORE_IN_SHARED_CACHES = "private, no-cache"
 
 _ETAG_HEADER = {
@@ -132,7 +132,7 @@ def _if_match() -> services.IfMatch:
         return services.ANY_VERSION
     # parse_etags reads the empty tag "" as None.
     versions = (int(tag) for tag in tags.as_set() if tag and _VERSION_TAG.fullmatch(tag))
-    return frozenset(version for version in versions if version <= _MAX_VERSION)
+    return frozenset(version for version in versions if version <= MAX_VERSION)
 
 
 def _path_is_utf8() -> bool:
@@ -199,6 +199,11 @@ class SavedValue(MethodView):
         description="`VERSION_MISMATCH` (If-Match) or `ALREADY_EXISTS` (If-None-Match: *); "
         "`current_version` is the stored version.",
         **_CONFLICT,
+    )
+    @blp.alt_response(
+        409,
+        response=_documented(409),
+        description="`VERSION_EXHAUSTED`: the key is at the highest version; delete it first.",
     )
     @blp.alt_response(413, response=_documented(413), description="`VALUE_TOO_LARGE`.")
     @blp.alt_response(415, response=_documented(415))

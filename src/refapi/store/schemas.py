@@ -12,7 +12,7 @@ import marshmallow as ma
 
 from refapi.errors import ProblemSchema
 from refapi.pagination import PageArgsSchema, page_schema
-from refapi.store.models import MAX_CLIENT_LENGTH, MAX_KEY_LENGTH
+from refapi.store.models import MAX_CLIENT_LENGTH, MAX_KEY_LENGTH, MAX_VERSION
 
 # Control characters (Unicode category Cc) are refused in keys; lone surrogates cannot be
 # stored as UTF-8 at all, so they are refused in keys and in every string of a value.
@@ -212,7 +212,7 @@ class ExportedEntry(ma.Schema):
     version = ma.fields.Integer(
         load_default=None,
         allow_none=False,
-        validate=ma.validate.Range(min=1, max=2**31 - 1),
+        validate=ma.validate.Range(min=1, max=MAX_VERSION),
         strict=True,
     )
     created_at = _UtcTime(load_default=None)

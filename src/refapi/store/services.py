@@ -29,8 +29,14 @@ from refapi.api import serialised
 from refapi.caching import read_through
 from refapi.extensions import cache, db, read_rows
 from refapi.pagination import page_body
-from refapi.store.errors import AlreadyExists, KeyNotFound, ValueTooLarge, VersionMismatch
-from refapi.store.models import Entry
+from refapi.store.errors import (
+    AlreadyExists,
+    KeyNotFound,
+    ValueTooLarge,
+    VersionExhausted,
+    VersionMismatch,
+)
+from refapi.store.models import MAX_VERSION, Entry
 from refapi.store.schemas import EntrySchema
 
 ANY_VERSION: Literal["*"] = "*"
@@ -80,7 +86,7 @@ def _written_once(sql: str) -> sa.TextualSelect:
 _CREATE = _written_once(f"{_INSERT} DO NOTHING")
 _UPSERT = _written_once(
     f"{_INSERT} DO UPDATE SET value = excluded.value, version = store_entries.version + 1, "
-    "updated_at = excluded.updated_at"
+    f"updated_at = excluded.updated_at WHERE store_entries.version < {MAX_VERSION}"
 )
 
 
@@ -151,7 +157,7 @@ def save(
     elif if_match is not None:
         statement = (
             sa.update(_entries)
-            .where(_is(client, key), _version_matches(if_match))
+            .where(_is(client, key), _version_matches(if_match), _entries.c.version < MAX_VERSION)
             .values(value=value, version=_entries.c.version + 1, updated_at=now)
             .returning(*_ENTRY_COLUMNS)
         )
@@ -163,6 +169,12 @@ def save(
         db.session.rollback()
         if create_only:
             raise _already_exists(key, current)
+        if current == MAX_VERSION and (if_match is None or _version_in(if_match, current)):
+            raise VersionExhausted(
+                f"The key {key!r} is at the highest version, {MAX_VERSION}: delete it, then "
+                "save it again.",
+                current_version=current,
+            )
         raise _mismatch(key, current)
     db.session.commit()
     _invalidate(client, key)
