@@ -136,3 +136,14 @@ def test_readiness_documents_its_503_not_ready_with_retry_after(spec):
 
 def test_liveness_documents_no_503(spec):
     assert "503" not in spec["paths"]["/ping"]["get"]["responses"]
+
+
+def test_saves_document_the_headers_they_send(spec, client, auth_headers):
+    # The 201 documented neither ETag nor Location, though both are sent.
+    documented = spec["paths"]["/save"]["post"]["responses"]
+    for value, status in ((1, 201), (2, 200)):
+        response = client.post("/save", json={"key": "k", "value": value}, headers=auth_headers)
+        assert response.status_code == status
+        sent = {"ETag", "Location"} & set(response.headers.keys())
+        assert sent, status
+        assert sent <= set(resolved(spec, documented[str(status)]).get("headers", {})), status

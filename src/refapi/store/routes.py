@@ -188,7 +188,18 @@ def _etag(version: int) -> str:
 class SavedValue(MethodView):
     @blp.arguments(EntryIn)
     @blp.response(200, EntrySchema, description="The value replaced one.", headers=_ETAG_HEADER)
-    @blp.alt_response(201, schema=EntrySchema, description="The key was created.")
+    @blp.alt_response(
+        201,
+        schema=EntrySchema,
+        description="The key was created.",
+        headers={
+            **_ETAG_HEADER,
+            "Location": {
+                "description": "The new entry's URL, `/get/<key>` with the key percent-encoded.",
+                "schema": {"type": "string"},
+            },
+        },
+    )
     @blp.alt_response(
         400,
         response=_documented(400),
