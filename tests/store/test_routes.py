@@ -521,19 +521,26 @@ def test_unpaired_surrogates_are_422(client, auth_headers, body, field, message)
     assert response.get_json()["errors"]["json"][field] == [message]
 
 
-def test_values_nested_up_to_the_limit_are_stored(save, get):
-    value = 1
-    for _ in range(MAX_VALUE_DEPTH - 1):
+@pytest.mark.parametrize("innermost", [1, "text", None, [], {}])
+def test_values_nested_up_to_the_limit_are_stored(save, get, innermost):
+    # 100 arrays around a number were refused: the number counted as a level of its own.
+    value = innermost
+    for _ in range(MAX_VALUE_DEPTH - isinstance(innermost, (list, dict))):
         value = [value]
     assert save("deep", value).status_code == 201
     assert get("deep").get_json()["value"] == value
 
 
-def test_values_nested_deeper_than_the_limit_are_422(save):
-    value: object = 1
-    for _ in range(MAX_VALUE_DEPTH):
+@pytest.mark.parametrize("innermost", [1, {}])
+def test_values_nested_deeper_than_the_limit_are_422(save, innermost):
+    value: object = innermost
+    for _ in range(MAX_VALUE_DEPTH + 1 - isinstance(innermost, dict)):
         value = {"a": value}
-    assert save("deep", value).status_code == 422
+    response = save("deep", value)
+    assert response.status_code == 422
+    assert response.get_json()["errors"]["json"]["value"] == [
+        f"Values nest at most {MAX_VALUE_DEPTH} arrays or objects deep."
+    ]
 
 
 def test_a_body_nested_too_deep_to_parse_is_400_malformed(client, auth_headers):

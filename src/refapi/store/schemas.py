@@ -54,7 +54,8 @@ def value_problem(value: Any) -> str | None:
     pending = [(value, 1)]
     while pending:
         item, depth = pending.pop()
-        if depth > MAX_VALUE_DEPTH:
+        # The arrays and objects count, not the text or number inside the innermost one.
+        if depth > MAX_VALUE_DEPTH and isinstance(item, (dict, list)):
             return f"Values nest at most {MAX_VALUE_DEPTH} arrays or objects deep."
         if isinstance(item, str):
             if _TEXT_FORBIDDEN.search(item):
