@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import sqlalchemy as sa
 
+from refapi.extensions import db
 from refapi.store import services
+from refapi.store.models import MAX_VERSION, Entry
 
 
 @pytest.fixture
@@ -299,6 +302,25 @@ def test_a_line_that_is_not_utf8_is_reported_by_number(client, runner, auth_head
     assert "line 2: not UTF-8 text (byte 33)" in result.output
     assert "Traceback" not in result.output
     assert client.get("/get/fine", headers=auth_headers).status_code == 404
+
+
+def test_a_versionless_line_for_a_key_at_the_highest_version_is_refused(
+    filled, app, runner, auth_headers, tmp_path
+):
+    # Its next version does not exist: PostgreSQL overflowed mid-import, with a traceback.
+    with app.app_context():
+        db.session.execute(sa.update(Entry).where(Entry.key == "b").values(version=MAX_VERSION))
+        db.session.commit()
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"client": "tester", "key": "b", "value": "x"}\n', encoding="utf-8")
+    result = runner.invoke(args=["store", "import", str(source), "--replace"])
+    assert result.exit_code != 0
+    assert f"line 1: client 'tester' has the key 'b' at the highest version, {MAX_VERSION}" in (
+        result.output
+    )
+    given = tmp_path / "given.jsonl"
+    given.write_text('{"client": "tester", "key": "b", "value": "x", "version": 1}\n')
+    assert runner.invoke(args=["store", "import", str(given), "--replace"]).exit_code == 0
 
 
 def test_import_of_a_missing_file_fails(runner, tmp_path):

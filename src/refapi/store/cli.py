@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from refapi.cli import counted, require_invalidated
 from refapi.store import services
+from refapi.store.models import MAX_VERSION
 from refapi.store.schemas import ExportedEntry
 
 # Enough to fix a file without drowning the terminal.
@@ -115,6 +116,14 @@ def import_command(file: IO[bytes], client: str | None, replace: bool) -> None:
             problems.append(
                 f"line {line_numbers[pair]}: client {pair[0]!r} already has the key {pair[1]!r} "
                 "(use --replace to overwrite it)"
+            )
+    if not problems and replace:
+        # A line without a version is the key's next one, and there is none after this.
+        versionless = [(e["client"], e["key"]) for e in entries if e["version"] is None]
+        for pair in sorted(services.existing_keys(versionless, at_version=MAX_VERSION)):
+            problems.append(
+                f"line {line_numbers[pair]}: client {pair[0]!r} has the key {pair[1]!r} at the "
+                f"highest version, {MAX_VERSION} (give the line a version)"
             )
     if problems:
         _fail(problems, "Nothing was imported.")

@@ -250,9 +250,12 @@ def export_entries(*, client: str | None = None) -> Iterator[dict[str, Any]]:
         yield {"client": row.client, **_entry_data(row)}
 
 
-def existing_keys(pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which of these (client, key) pairs are stored."""
+def existing_keys(
+    pairs: Iterable[tuple[str, str]], *, at_version: int | None = None
+) -> set[tuple[str, str]]:
+    """Which of these (client, key) pairs are stored (at that version, if one is given)."""
     wanted = set(pairs)
+    versions = [] if at_version is None else [_entries.c.version == at_version]
     found: set[tuple[str, str]] = set()
     clients = {client for client, _ in wanted}
     for client in clients:
@@ -260,7 +263,9 @@ def existing_keys(pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         for start in range(0, len(keys), 500):
             rows = db.session.execute(
                 sa.select(_entries.c.key).where(
-                    _entries.c.client == client, _entries.c.key.in_(keys[start : start + 500])
+                    _entries.c.client == client,
+                    _entries.c.key.in_(keys[start : start + 500]),
+                    *versions,
                 )
             )
             found.update((client, key) for (key,) in rows)
