@@ -136,3 +136,18 @@ def test_readiness_documents_its_503_not_ready_with_retry_after(spec):
 
 def test_liveness_documents_no_503(spec):
     assert "503" not in spec["paths"]["/ping"]["get"]["responses"]
+
+
+def test_every_operation_with_a_json_body_documents_its_400(spec):
+    # An empty or malformed body is 400 MALFORMED_JSON on every one of them.
+    with_body = [
+        (path, method, operation)
+        for path, method, operation in operations(spec)
+        if "application/json" in operation.get("requestBody", {}).get("content", {})
+    ]
+    assert {(path, method) for path, method, _ in with_body} >= {
+        ("/save", "post"),
+        ("/indices/health/indexation", "post"),
+    }
+    for path, method, operation in with_body:
+        assert "400" in operation["responses"], f"{method.upper()} {path} does not document 400"
