@@ -77,6 +77,24 @@ def test_malformed_json_is_400(client, auth_headers):
     assert body["detail"] == "The request body is not valid JSON."
 
 
+@pytest.mark.parametrize("path", ["/echo-for-tests", "/save", "/indices/health/indexation"])
+@pytest.mark.parametrize("length", [{}, {"Content-Length": "0"}], ids=["no-body", "length-0"])
+def test_an_empty_body_labelled_json_is_400_malformed_saying_it_is_empty(
+    client, auth_headers, path, length
+):
+    # webargs took no body for no fields: 422, each required field "Missing data".
+    headers = {**auth_headers, "Content-Type": "application/json", **length}
+    response = client.post(path, headers=headers)
+    body = assert_problem(response, 400, "MALFORMED_JSON")
+    assert body["detail"] == "The request body is empty; send a JSON document."
+    assert "errors" not in body
+
+
+def test_a_body_of_blanks_labelled_json_is_400_malformed(client, auth_headers):
+    body = assert_problem(_post_json_text(client, b" \r\n", auth_headers), 400, "MALFORMED_JSON")
+    assert body["detail"] == "The request body is not valid JSON."
+
+
 def test_undecodable_bytes_are_400(client, auth_headers):
     response = _post_json_text(client, b'{"name": "\xff\xfe"}', auth_headers)
     assert_problem(response, 400, "MALFORMED_JSON")

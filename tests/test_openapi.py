@@ -147,3 +147,18 @@ def test_saves_document_the_headers_they_send(spec, client, auth_headers):
         sent = {"ETag", "Location"} & set(response.headers.keys())
         assert sent, status
         assert sent <= set(resolved(spec, documented[str(status)]).get("headers", {})), status
+
+
+def test_every_operation_with_a_json_body_documents_its_400(spec):
+    # An empty or malformed body is 400 MALFORMED_JSON on every one of them.
+    with_body = [
+        (path, method, operation)
+        for path, method, operation in operations(spec)
+        if "application/json" in operation.get("requestBody", {}).get("content", {})
+    ]
+    assert {(path, method) for path, method, _ in with_body} >= {
+        ("/save", "post"),
+        ("/indices/health/indexation", "post"),
+    }
+    for path, method, operation in with_body:
+        assert "400" in operation["responses"], f"{method.upper()} {path} does not document 400"

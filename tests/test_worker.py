@@ -1,13 +1,19 @@
-"""refapi.worker: gunicorn's own refusals, as problems."""
+"""refapi.worker: gunicorn's own refusals, as problems; the body the app left, read before its
+answer (tests/e2e/test_bodies.py has the same over a real server)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import threading
+import types
+from collections.abc import Iterator
 
 import pytest
 from gunicorn.config import Config
 from gunicorn.http import errors as http_errors
+from gunicorn.http.parser import RequestParser
 
 from refapi.errors import problem_type
 from refapi.worker import ThreadWorker
@@ -79,3 +85,71 @@ def test_a_client_already_gone_is_only_a_debug_line(worker):
     with server:
         worker.handle_error(None, server, ("127.0.0.1", 5000), http_errors.InvalidRequestLine("x"))
     assert worker.log.lines[-1] == "Failed to send error message."
+
+
+@pytest.fixture
+def connection() -> Iterator[tuple[socket.socket, socket.socket]]:
+    server, client = socket.socketpair()
+    with server, client:
+        server.settimeout(10)
+        yield server, client
+
+
+def serving(server: socket.socket, client: socket.socket, raw: bytes) -> types.SimpleNamespace:
+    """gthread's connection, receiving ``raw``: the request's head parsed, its body unread."""
+
+    def send() -> None:
+        with contextlib.suppress(OSError):  # the test may close the connection before
+            client.sendall(raw)
+
+    threading.Thread(target=send, daemon=True).start()
+    parser = RequestParser(Config(), server, ("127.0.0.1", 5000))
+    next(parser)
+    return types.SimpleNamespace(parser=parser)
+
+
+def post(head: bytes, body: bytes = b"") -> bytes:
+    return b"POST /save HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n" + body
+
+
+def test_a_short_body_the_app_left_is_read_and_the_connection_kept(connection):
+    conn = serving(*connection, post(b"Content-Length: 1000\r\n", b" " * 1000 + b"GET / HTTP/1.1"))
+    ThreadWorker._finish_body(conn)
+    assert conn.parser.mesg.must_close is False
+    assert conn.parser.mesg.body.read() == b""
+    assert conn.parser.unreader.read().startswith(b"GET / HTTP/1.1")  # the next request, whole
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(post(b"Content-Length: 200000\r\n", b" " * 200_000), id="over-64-KiB"),
+        pytest.param(
+            post(b"Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\nzz\r\n"), id="malformed"
+        ),
+    ],
+)
+def test_a_body_the_app_left_that_cannot_be_read_closes_the_connection(connection, raw):
+    conn = serving(*connection, raw)
+    ThreadWorker._finish_body(conn)  # without raising: the answer still goes out
+    assert conn.parser.mesg.must_close is True
+
+
+def test_a_request_that_closes_the_connection_anyway_has_nothing_read(connection):
+    conn = serving(*connection, post(b"Connection: close\r\nContent-Length: 10\r\n", b"x" * 10))
+    ThreadWorker._finish_body(conn)
+    assert conn.parser.mesg.body.read(10) == b"x" * 10
+
+
+def test_the_app_is_wrapped_to_read_the_body_it_left_once_it_has_answered(connection):
+    conn = serving(*connection, post(b"Content-Length: 5\r\n", b"hello"))
+    worker = ThreadWorker.__new__(ThreadWorker)
+    worker._serving = threading.local()
+    worker.cfg, worker.log = Config(), Log()
+    worker.app = types.SimpleNamespace(wsgi=lambda: lambda environ, start_response: [b"answer"])
+    worker.load_wsgi()
+    assert worker.wsgi({}, None) == [b"answer"]  # HTTP/2 streams: no connection, nothing read
+    assert conn.parser.mesg.body.reader.length == 5
+    worker._serving.connection = conn
+    assert worker.wsgi({}, None) == [b"answer"]
+    assert conn.parser.mesg.body.reader.length == 0

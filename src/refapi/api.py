@@ -3,10 +3,10 @@
 - ``Api`` answers every HTTP error in the one problem format (keeping ``Allow``,
   ``WWW-Authenticate`` and ``Retry-After``, which flask-smorest's own handler drops) and documents
   error responses as ``application/problem+json``, the database's 503 as ``DATABASE_ERRORS``.
-- ``Blueprint`` answers a JSON body sent with another content type with 415 instead of
-  a confusing 422, documents the API-key requirement (401) on every non-public operation, and
-  builds each arguments schema once (webargs builds a schema class anew for every request);
-  its ``alt_response`` documents without wrapping the view.
+- ``Blueprint`` answers a JSON body sent with another content type with 415, and an empty
+  body with 400 MALFORMED_JSON, instead of a confusing 422, documents the API-key requirement
+  (401) on every non-public operation, and builds each arguments schema once (webargs builds a
+  schema class anew for every request); its ``alt_response`` documents without wrapping the view.
 - ``JsonOnlyParser`` gives a query string it has parsed before the same arguments again.
 - ``public`` marks a view method that needs no API key; the auth hook and the document both read it.
 - ``serialised`` makes a response body once, for a cache to hold, as a view's answer would be.
@@ -110,7 +110,8 @@ _IMMUTABLE = (str, int, float, bool, type(None), datetime.date)
 
 
 class JsonOnlyParser(FlaskParser):
-    """webargs' parser, but a body in another format is 415, not a missing-field 422.
+    """webargs' parser, but a body in another format is 415, and an empty one 400 MALFORMED_JSON,
+    not a missing-field 422.
 
     And a query string it has parsed with a schema before gives that result again, without
     another run of webargs and marshmallow (issue 8: parsing `?base_year=2013` was a sixth of a
@@ -145,7 +146,11 @@ class JsonOnlyParser(FlaskParser):
             )
         try:
             return super()._raw_load_json(req)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as error:
+            if error.doc == "":
+                # webargs reads no body as no fields (a 422 for each required one); but a body
+                # labelled JSON must be a JSON document, and nothing is not one.
+                self._unreadable_json(error, "The request body is empty; send a JSON document.")
             raise  # not JSON: webargs answers it
         except RecursionError as error:
             # json.loads recurses once per nesting level: valid JSON, perhaps, but not parsable.

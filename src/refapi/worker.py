@@ -1,4 +1,5 @@
-"""refapi's gunicorn worker: gthread, answering gunicorn's own errors in the API's error format.
+"""refapi's gunicorn worker: gthread, answering gunicorn's own errors in the API's error format,
+and saying ``Connection: close`` when it will close the connection.
 
 gunicorn refuses a request it cannot parse (a malformed request line or header, a request line
 or headers over its limits, a chunked body it cannot read) before the app sees it, and answers
@@ -6,16 +7,30 @@ with an HTML page. A client of this API reads ``application/problem+json`` for e
 `ThreadWorker` sends the same status as a problem instead (see `refapi.errors`). gunicorn still
 decides the status, logs the error and writes its access-log line; only the page it would
 send is replaced. `gunicorn.conf.py` selects the worker with ``worker_class``.
+
+An answer the app gives before reading the whole request body (a 413 for a body over the limit;
+a 401, 404 or 415 before the body is looked at) leaves the rest of the body on the connection.
+gunicorn reads and discards it after sending the answer, at most 64 KiB in at most 5 seconds,
+and closes the connection when that is not enough: after an answer that said ``Connection:
+keep-alive``, so the client's next request met a closed connection. `ThreadWorker` does the same
+reading before the answer goes out, so that an answer after which the connection closes says
+``Connection: close``. The app cannot say it itself: gunicorn drops a ``Connection`` header the
+app sets (hop-by-hop) and closes only on its own decision.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
 from gunicorn import util
 from gunicorn.http import errors as http_errors
+from gunicorn.http.body import LengthReader
+from gunicorn.workers.gthread import DEFAULT_WORKER_DATA_TIMEOUT
 from gunicorn.workers.gthread import ThreadWorker as GthreadWorker
 
 from refapi import errors
@@ -88,7 +103,60 @@ class _Page:
 
 
 class ThreadWorker(GthreadWorker):
-    """gunicorn's gthread worker, its error pages replaced by problems (see the module)."""
+    """gunicorn's gthread worker: its error pages replaced by problems, and the rest of a request
+    body read before the answer is sent (see the module)."""
+
+    wsgi: Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The connection each thread is serving an HTTP/1 request on, for the app's wrapper.
+        self._serving = threading.local()
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        app = self.wsgi
+
+        def reading_what_the_app_left(
+            environ: dict[str, Any], start_response: Callable[..., Any]
+        ) -> Iterable[bytes]:
+            # The app has answered (start_response only records the status and headers) and
+            # gunicorn has sent nothing yet: the Connection header can still be decided.
+            answer = app(environ, start_response)
+            connection = getattr(self._serving, "connection", None)
+            if connection is not None:
+                self._finish_body(connection)
+            return answer
+
+        self.wsgi = reading_what_the_app_left
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        self._serving.connection = conn
+        try:
+            return super().handle_request(req, conn)
+        finally:
+            self._serving.connection = None
+
+    @staticmethod
+    def _finish_body(conn: Any) -> None:
+        """Read the rest of the request body as gunicorn would after the answer; when it cannot
+        (too long, too slow, malformed), the answer says ``Connection: close``."""
+        req = conn.parser.mesg
+        reader = req.body.reader
+        if isinstance(reader, LengthReader) and reader.length == 0:
+            return  # all read, or none sent: the common case, without the timeout calls below
+        if req.should_close():
+            return  # closing anyway, and saying so: nothing to read for
+        try:
+            finished = conn.parser.finish_body(
+                deadline=time.monotonic() + DEFAULT_WORKER_DATA_TIMEOUT
+            )
+        except (OSError, http_errors.ParseException):
+            # The client is gone, or the rest is malformed: where a next request would start
+            # is unknown.
+            finished = False
+        if not finished:
+            req.force_close()
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         page = _Page(client)

@@ -68,18 +68,45 @@ class Server:
         return self.exit_code
 
 
+def connect(server: Server) -> socket.socket:
+    """A connection of its own to the server, for raw HTTP."""
+    address = urlsplit(server.url)
+    return socket.create_connection((address.hostname, address.port), timeout=10)
+
+
+def _parsed_head(head: bytes) -> tuple[int, dict[str, str]]:
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split(" ")[1]), {k.lower(): v for k, v in headers.items()}
+
+
 def exchange(server, raw: bytes) -> tuple[int, dict[str, str], bytes]:
     """Send ``raw`` (a whole request, with Connection: close); the status, headers and body."""
-    address = urlsplit(server.url)
-    with socket.create_connection((address.hostname, address.port), timeout=10) as connection:
+    with connect(server) as connection:
         connection.sendall(raw)
         received = b""
         while chunk := connection.recv(65536):
             received += chunk
     head, _, body = received.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in header_lines)
-    return int(status_line.split(" ")[1]), {k.lower(): v for k, v in headers.items()}, body
+    return (*_parsed_head(head), body)
+
+
+def read_answer(connection: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One response from ``connection`` (which has a Content-Length), leaving it open."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = connection.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"the server closed the connection, after {received!r}")
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status, headers = _parsed_head(head)
+    while len(body) < int(headers["content-length"]):
+        chunk = connection.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection within a response body")
+        body += chunk
+    return status, headers, body
 
 
 def start_gunicorn(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
