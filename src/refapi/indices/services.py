@@ -408,9 +408,13 @@ def _summary() -> dict[str, Any]:
 
 def _load_summary() -> dict[str, Any]:
     with read_outside_a_transaction():
+        # The refresh times first: the queries share no snapshot, and a refresh that commits
+        # between them must make the summary older than its data (nothing retrieved yet, a 503),
+        # never newer (retrieved, but no base year: a 400 WRONG_YEAR).
+        times = _refresh_times_uncached()
         latest = _load_latest_months()
         months = {month: _load_month_values(month) for month in set(latest.values())}
-        return {**_refresh_times_uncached(), "latest": latest, "months": months}
+        return {**times, "latest": latest, "months": months}
 
 
 def _read_state(*, base_year: int | None = None) -> tuple[Freshness, dict[str, Any]]:
