@@ -108,6 +108,13 @@ def statbel_text(
     return ("\r\n".join(lines) + "\r\n").encode("utf-8-sig")
 
 
+def huge_field_text() -> bytes:
+    """The text file with a field longer than the csv module reads (128 KiB) on its line 2."""
+    rows = statbel_rows()
+    rows[0] = {**rows[0], "MS_CPI_INFL": "9" * 200_000}
+    return statbel_text(rows)
+
+
 def statbel_zip(text: bytes | None = None, *, name: str = "CPI All base years.txt") -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -195,6 +202,7 @@ FAILURES = {
     "missing-column": {
         "body": statbel_zip(statbel_text(header=("NM_YR", "NM_MTH", "MS_CPI_IDX", "NM_BASE_YR")))
     },
+    "huge-field": {"body": statbel_zip(huge_field_text())},
 }
 
 INDEX_SETTINGS = {

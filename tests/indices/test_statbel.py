@@ -7,7 +7,13 @@ from decimal import Decimal
 import pytest
 
 from refapi.indices import statbel
-from tests.indices.conftest import HEADER, statbel_rows, statbel_text, statbel_zip
+from tests.indices.conftest import (
+    HEADER,
+    huge_field_text,
+    statbel_rows,
+    statbel_text,
+    statbel_zip,
+)
 
 MAX = 10 * 1024 * 1024
 
@@ -78,8 +84,19 @@ def test_parse_reports_a_missing_needed_column_by_name():
         (statbel_zip()[:200], "ZIP is damaged or truncated"),
         (b"\xff\xfe garbage", "not UTF-8"),
         (statbel_text(rows=[]), "no rows"),
+        (huge_field_text(), "line 2: not Statbel's pipe-delimited text: field larger than"),
+        (statbel_zip(huge_field_text()), "line 2: not Statbel's pipe-delimited text"),
     ],
-    ids=["empty", "bom-only", "html", "truncated-zip", "not-utf8", "header-only"],
+    ids=[
+        "empty",
+        "bom-only",
+        "html",
+        "truncated-zip",
+        "not-utf8",
+        "header-only",
+        "field-over-csv-limit",
+        "zipped-field-over-csv-limit",
+    ],
 )
 def test_parse_refuses_what_is_not_the_data_file(payload, reason):
     with pytest.raises(statbel.StatbelError, match=reason):

@@ -13,7 +13,7 @@ import io
 import re
 import time
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -136,13 +136,23 @@ def _zip_member(payload: bytes, *, max_bytes: int) -> bytes:
     return content
 
 
-def _rows(text: str) -> Iterable[Observation]:
+def _records(text: str) -> Iterator[list[str]]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="|")
-    header = next(reader, None)
+    try:
+        yield from reader
+    except csv.Error as error:
+        # A field over csv's limit (128 KiB), which no genuine file has: a refused file too.
+        reason = f"line {reader.line_num}: not Statbel's pipe-delimited text: {error}"
+        raise StatbelError(reason) from None
+
+
+def _rows(text: str) -> Iterable[Observation]:
+    records = _records(text)
+    header = next(records, None)
     if header is None:
         raise StatbelError("the file is empty")
     positions = _column_positions(header)
-    for line, fields in enumerate(reader, start=2):
+    for line, fields in enumerate(records, start=2):
         if not any(field.strip() for field in fields):
             continue
         if len(fields) < len(header):
