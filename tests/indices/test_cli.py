@@ -105,6 +105,7 @@ REASONS = {
     "missing-column": "MS_HLTH_IDX",
     "huge-field": "line 2: not Statbel's pipe-delimited text: field larger than field limit",
     "timeout": "Timeout",
+    "drip": "took longer than 5 s to send",  # ten times STATBEL_TIMEOUT
 }
 
 
@@ -114,7 +115,7 @@ def times_shown(reason, result, caplog):
     return result.output.count(reason) + logged
 
 
-@pytest.mark.parametrize("failure", [*FAILURES, "timeout"])
+@pytest.mark.parametrize("failure", [*FAILURES, "timeout", "drip"])
 def test_a_failed_refresh_exits_non_zero_with_the_reason_once_and_keeps_stored_data(
     app, runner, upstream, failure, caplog
 ):
@@ -122,6 +123,8 @@ def test_a_failed_refresh_exits_non_zero_with_the_reason_once_and_keeps_stored_d
     before = stored_rows(app)
     if failure == "timeout":
         upstream.hang = True
+    elif failure == "drip":
+        upstream.drip = "body"  # a byte now and then, each well within STATBEL_TIMEOUT
     else:
         upstream.serve(**FAILURES[failure])
     result = runner.invoke(args=["indices", "refresh"])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from decimal import Decimal
 
@@ -8,6 +9,7 @@ import pytest
 
 from refapi.indices import statbel
 from tests.indices.conftest import (
+    DRIP_SECONDS,
     HEADER,
     huge_field_text,
     statbel_rows,
@@ -177,6 +179,16 @@ def test_download_gives_up_after_the_timeout(upstream):
     upstream.hang = True
     with pytest.raises(statbel.StatbelError, match="Timeout"):
         statbel.download(url=upstream.url, timeout=0.2, max_bytes=MAX)
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_download_gives_up_at_its_limit_when_every_byte_comes_within_the_timeout(upstream, part):
+    upstream.drip = part
+    began = time.monotonic()
+    with pytest.raises(statbel.StatbelError, match="took longer than 5 s to send"):
+        statbel.download(url=upstream.url, timeout=0.5, max_bytes=MAX)
+    # Stopped at its limit, 5 s, long before the drip would end (generous: the machine is slow).
+    assert time.monotonic() - began < DRIP_SECONDS / 2
 
 
 # Latin-1 header bytes that str.isdigit() accepts but int() refuses, and a number int() would read
