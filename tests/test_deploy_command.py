@@ -100,12 +100,14 @@ def _last_refresh_error(app):
     return error
 
 
-@pytest.mark.parametrize("failure", [*FAILURES, "timeout"])
+@pytest.mark.parametrize("failure", [*FAILURES, "timeout", "drip"])
 def test_an_unreachable_or_refused_statbel_does_not_fail_the_deployment_and_is_said_once(
     app_config, monkeypatch, upstream, caplog, failure
 ):
     if failure == "timeout":
         upstream.hang = True
+    elif failure == "drip":
+        upstream.drip = "body"  # a byte now and then, each well within STATBEL_TIMEOUT
     else:
         upstream.serve(**FAILURES[failure])
     app, result = _deploy(app_config, monkeypatch, upstream.url, STATBEL_TIMEOUT=0.5)
@@ -116,6 +118,8 @@ def test_an_unreachable_or_refused_statbel_does_not_fail_the_deployment_and_is_s
     assert counts["health_indices"] == 0
     reason = _last_refresh_error(app)
     assert reason
+    if failure == "drip":
+        assert "took longer than 5 s to send" in reason  # at its limit, not when the drip ends
     # In refapi.indices' warning, with Statbel's URL; not again in the command's line.
     assert reason not in result.output
     assert _times_shown(reason, result, caplog) == 1

@@ -298,7 +298,8 @@ SETTINGS: tuple[Setting, ...] = (
         "STATBEL_TIMEOUT",
         10.0,
         _positive_float,
-        "Seconds to connect to Statbel and between bytes of its answer.",
+        "Seconds to connect to Statbel and between bytes of its answer; a whole download "
+        "(headers and body included) is given up after ten times that.",
     ),
     Setting(
         "STATBEL_MAX_BYTES",

@@ -6,7 +6,9 @@ Every app built here points ``STATBEL_URL`` at it, so no test can reach the inte
 from __future__ import annotations
 
 import io
+import itertools
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -108,11 +110,22 @@ def statbel_text(
     return ("\r\n".join(lines) + "\r\n").encode("utf-8-sig")
 
 
+def huge_field_text() -> bytes:
+    """The text file with a field longer than the csv module reads (128 KiB) on its line 2."""
+    rows = statbel_rows()
+    rows[0] = {**rows[0], "MS_CPI_INFL": "9" * 200_000}
+    return statbel_text(rows)
+
+
 def statbel_zip(text: bytes | None = None, *, name: str = "CPI All base years.txt") -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(name, statbel_text() if text is None else text)
     return buffer.getvalue()
+
+
+# How long Upstream.drip goes on: far longer than a download may take in any test.
+DRIP_SECONDS = 60
 
 
 @dataclass
@@ -127,6 +140,9 @@ class Upstream:
     content_length: str | None = None
     hang: bool = False
     held: bool = False
+    # "headers" or "body": that part of the answer arrives a byte at a time, far faster than any
+    # test's STATBEL_TIMEOUT, for far longer than a whole download may take (released at teardown).
+    drip: str | None = None
     requests: list[dict[str, str]] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -151,6 +167,9 @@ def upstream() -> Iterator[Upstream]:
         def do_GET(self) -> None:
             with state.lock:
                 state.requests.append(dict(self.headers))
+            if state.drip:
+                self.drip(state.drip)
+                return
             if state.hang:
                 # Longer than any test's STATBEL_TIMEOUT; released at teardown.
                 state.release.wait(10)
@@ -169,6 +188,21 @@ def upstream() -> Iterator[Upstream]:
                 self.wfile.write(state.body)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (a timeout test)
+
+        def drip(self, part: str) -> None:
+            give_up = time.monotonic() + DRIP_SECONDS
+            start = b"HTTP/1.0 200 OK\r\nX-Padding: "  # then a header line without end
+            try:
+                if part == "body":
+                    self.wfile.write(b"HTTP/1.0 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+                    start = b""
+                for byte in itertools.chain(start, itertools.repeat(ord("x"))):
+                    if state.release.wait(0.05) or time.monotonic() > give_up:
+                        return
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -195,6 +229,7 @@ FAILURES = {
     "missing-column": {
         "body": statbel_zip(statbel_text(header=("NM_YR", "NM_MTH", "MS_CPI_IDX", "NM_BASE_YR")))
     },
+    "huge-field": {"body": statbel_zip(huge_field_text())},
 }
 
 INDEX_SETTINGS = {

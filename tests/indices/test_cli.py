@@ -12,6 +12,7 @@ from tests.e2e.conftest import free_port
 from tests.indices.conftest import (
     FAILURES,
     HEALTH,
+    huge_field_text,
     statbel_rows,
     statbel_text,
     statbel_zip,
@@ -75,6 +76,21 @@ def test_refresh_from_a_file_imports_without_the_network(app, runner, upstream, 
     assert runner.invoke(args=["indices", "refresh", "--file", str(path)]).exit_code == 0
 
 
+def test_refresh_from_a_file_with_a_field_over_the_csv_limit_is_refused_and_recorded(
+    app, runner, tmp_path
+):
+    path = tmp_path / "big.txt"
+    path.write_bytes(huge_field_text())
+    result = runner.invoke(args=["indices", "refresh", "--file", str(path)])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)  # a refusal, not a traceback
+    assert "refresh failed, stored data unchanged" in result.output
+    failed = _refreshes(app)[-1]
+    assert not failed.succeeded
+    assert failed.finished_at is not None
+    assert "field larger than field limit" in failed.error
+
+
 def test_refresh_from_a_missing_file_fails(runner, tmp_path):
     result = runner.invoke(args=["indices", "refresh", "--file", str(tmp_path / "nope.zip")])
     assert result.exit_code != 0
@@ -87,7 +103,9 @@ REASONS = {
     "truncated-zip": "truncated",
     "empty": "empty",
     "missing-column": "MS_HLTH_IDX",
+    "huge-field": "line 2: not Statbel's pipe-delimited text: field larger than field limit",
     "timeout": "Timeout",
+    "drip": "took longer than 5 s to send",  # ten times STATBEL_TIMEOUT
 }
 
 
@@ -97,7 +115,7 @@ def times_shown(reason, result, caplog):
     return result.output.count(reason) + logged
 
 
-@pytest.mark.parametrize("failure", [*FAILURES, "timeout"])
+@pytest.mark.parametrize("failure", [*FAILURES, "timeout", "drip"])
 def test_a_failed_refresh_exits_non_zero_with_the_reason_once_and_keeps_stored_data(
     app, runner, upstream, failure, caplog
 ):
@@ -105,6 +123,8 @@ def test_a_failed_refresh_exits_non_zero_with_the_reason_once_and_keeps_stored_d
     before = stored_rows(app)
     if failure == "timeout":
         upstream.hang = True
+    elif failure == "drip":
+        upstream.drip = "body"  # a byte now and then, each well within STATBEL_TIMEOUT
     else:
         upstream.serve(**FAILURES[failure])
     result = runner.invoke(args=["indices", "refresh"])

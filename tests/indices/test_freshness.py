@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from refapi.extensions import cache, db
-from refapi.indices import services
+from refapi.indices import services, statbel
 from refapi.indices.models import MonthlyIndex
 from tests.indices.conftest import (
     FAILURES,
@@ -263,6 +263,14 @@ def test_a_refresh_running_elsewhere_is_not_duplicated(stored, client, upstream,
     result = stored.test_cli_runner().invoke(args=["indices", "refresh"])
     assert result.exit_code == 1
     assert "another refresh is running" in result.output
+
+
+def test_the_refresh_lease_outlasts_the_longest_download(app):
+    # statbel.download gives up at its limit: a refresh never outlives its lease, so no other
+    # refresh can take it over meanwhile.
+    with app.app_context():
+        lease = services._lease_seconds()
+    assert lease > statbel.longest_download(app.config["STATBEL_TIMEOUT"])
 
 
 def test_an_expired_lease_is_taken_over(stored, client, upstream, auth_headers):

@@ -1,13 +1,21 @@
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from decimal import Decimal
 
 import pytest
 
 from refapi.indices import statbel
-from tests.indices.conftest import HEADER, statbel_rows, statbel_text, statbel_zip
+from tests.indices.conftest import (
+    DRIP_SECONDS,
+    HEADER,
+    huge_field_text,
+    statbel_rows,
+    statbel_text,
+    statbel_zip,
+)
 
 MAX = 10 * 1024 * 1024
 
@@ -78,8 +86,19 @@ def test_parse_reports_a_missing_needed_column_by_name():
         (statbel_zip()[:200], "ZIP is damaged or truncated"),
         (b"\xff\xfe garbage", "not UTF-8"),
         (statbel_text(rows=[]), "no rows"),
+        (huge_field_text(), "line 2: not Statbel's pipe-delimited text: field larger than"),
+        (statbel_zip(huge_field_text()), "line 2: not Statbel's pipe-delimited text"),
     ],
-    ids=["empty", "bom-only", "html", "truncated-zip", "not-utf8", "header-only"],
+    ids=[
+        "empty",
+        "bom-only",
+        "html",
+        "truncated-zip",
+        "not-utf8",
+        "header-only",
+        "field-over-csv-limit",
+        "zipped-field-over-csv-limit",
+    ],
 )
 def test_parse_refuses_what_is_not_the_data_file(payload, reason):
     with pytest.raises(statbel.StatbelError, match=reason):
@@ -160,6 +179,16 @@ def test_download_gives_up_after_the_timeout(upstream):
     upstream.hang = True
     with pytest.raises(statbel.StatbelError, match="Timeout"):
         statbel.download(url=upstream.url, timeout=0.2, max_bytes=MAX)
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_download_gives_up_at_its_limit_when_every_byte_comes_within_the_timeout(upstream, part):
+    upstream.drip = part
+    began = time.monotonic()
+    with pytest.raises(statbel.StatbelError, match="took longer than 5 s to send"):
+        statbel.download(url=upstream.url, timeout=0.5, max_bytes=MAX)
+    # Stopped at its limit, 5 s, long before the drip would end (generous: the machine is slow).
+    assert time.monotonic() - began < DRIP_SECONDS / 2
 
 
 # Latin-1 header bytes that str.isdigit() accepts but int() refuses, and a number int() would read

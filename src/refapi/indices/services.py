@@ -267,8 +267,8 @@ def _store(observations: list[statbel.Observation], *, source: str) -> RefreshOu
 
 
 def _lease_seconds() -> float:
-    # Longer than the slowest download statbel.download allows, plus time to store.
-    return 10 * current_app.config["STATBEL_TIMEOUT"] + 60
+    # Longer than any download (statbel.download gives up at its limit), plus time to store.
+    return statbel.longest_download(current_app.config["STATBEL_TIMEOUT"]) + 60
 
 
 def _acquire_lease() -> str | None:

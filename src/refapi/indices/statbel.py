@@ -8,16 +8,20 @@ with a download raises ``StatbelError`` with a reason an operator can act on.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
-import time
+import socket
+import threading
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
 
 import requests
+import requests.adapters
 
 USER_AGENT = (
     "refapi/1.0 (health index refresh for a Belgian insurance back office; "
@@ -61,36 +65,126 @@ class Observation:
     cpi: Decimal | None
 
 
+def longest_download(timeout: float) -> float:
+    """Seconds a download with ``timeout`` between bytes may take in all: ten such waits."""
+    return 10 * timeout
+
+
 def download(*, url: str, timeout: float, max_bytes: int) -> bytes:
     """The body at ``url``, refused when it is an error, too large, or too slow.
 
-    ``timeout`` bounds the connection and each wait between bytes; the whole download is
-    also bounded (by ten of those waits) so a server that trickles bytes cannot hold us.
+    ``timeout`` bounds the connection and each wait between bytes; the whole download
+    (connection, headers and body) is bounded by ``longest_download(timeout)``, so that a server
+    that trickles bytes cannot hold us, nor a refresh outlive its lease.
     """
-    deadline = time.monotonic() + 10 * timeout
+    limit = longest_download(timeout)
+    transport = _Transport()
+    outcome: list[bytes | Exception] = []
+
+    def fetch() -> None:
+        try:
+            outcome.append(_fetch(url, timeout=timeout, max_bytes=max_bytes, transport=transport))
+        except Exception as error:  # handed to the caller, raised there
+            outcome.append(error)
+
+    # requests' timeouts bound each wait for a byte, never a whole exchange: a byte now and then,
+    # in the headers or the body, would hold a download for ever. So it runs in a thread of its
+    # own, waited for at most the limit, and then stopped by shutting its sockets down.
+    worker = threading.Thread(target=fetch, name="statbel-download", daemon=True)
+    worker.start()
+    worker.join(limit)
+    if not outcome:
+        transport.abort()
+        raise StatbelError(f"{url} took longer than {limit:g} s to send")
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return outcome[0]
+
+
+def _fetch(url: str, *, timeout: float, max_bytes: int, transport: _Transport) -> bytes:
     try:
-        with requests.get(
-            url,
-            timeout=(timeout, timeout),
-            stream=True,
-            headers={"User-Agent": USER_AGENT, "Accept": "application/zip, */*;q=0.5"},
-        ) as response:
-            if response.status_code != 200:
-                raise StatbelError(f"{url} answered HTTP {response.status_code}")
-            # A malformed length announces nothing; the body is bounded as it is read anyway.
-            declared = response.headers.get("Content-Length", "")
-            if _INTEGER.fullmatch(declared) and int(declared) > max_bytes:
-                raise StatbelError(f"{url} announces {declared} bytes, more than {max_bytes}")
-            body = bytearray()
-            for chunk in response.iter_content(chunk_size=64 * 1024):
-                body += chunk
-                if len(body) > max_bytes:
-                    raise StatbelError(f"{url} sent more than {max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise StatbelError(f"{url} took longer than {10 * timeout:g} s to send")
+        with requests.Session() as session:
+            session.mount("http://", transport)
+            session.mount("https://", transport)
+            with session.get(
+                url,
+                timeout=(timeout, timeout),
+                stream=True,
+                headers={"User-Agent": USER_AGENT, "Accept": "application/zip, */*;q=0.5"},
+            ) as response:
+                if response.status_code != 200:
+                    raise StatbelError(f"{url} answered HTTP {response.status_code}")
+                # A malformed length announces nothing; the body is bounded as it is read anyway.
+                declared = response.headers.get("Content-Length", "")
+                if _INTEGER.fullmatch(declared) and int(declared) > max_bytes:
+                    raise StatbelError(f"{url} announces {declared} bytes, more than {max_bytes}")
+                body = bytearray()
+                for chunk in response.iter_content(chunk_size=64 * 1024):
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise StatbelError(f"{url} sent more than {max_bytes} bytes")
     except requests.RequestException as error:
         raise StatbelError(f"{url} could not be read: {type(error).__name__}: {error}") from None
     return bytes(body)
+
+
+class _Transport(requests.adapters.HTTPAdapter):
+    """requests' transport for one download, whose sockets ``abort`` shuts down."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._aborted = False
+
+    def get_connection_with_tls_context(
+        self,
+        request: requests.PreparedRequest,
+        verify: bool | str | None,
+        proxies: Mapping[str, str] | None = None,
+        cert: tuple[str, str] | str | None = None,
+    ) -> Any:
+        # The hook requests documents for adapters: the pool about to connect. Only a connection
+        # knows its socket, so the pool's connections are made to report theirs.
+        pool: Any = super().get_connection_with_tls_context(request, verify, proxies, cert)
+        if getattr(pool.ConnectionCls, "transport", None) is not self:
+            pool.ConnectionCls = _reporting(pool.ConnectionCls, self)
+        return pool
+
+    def connected(self, sock: socket.socket) -> None:
+        with self._lock:
+            if not self._aborted:
+                self._sockets.append(sock)
+                return
+        _shut_down(sock)  # connected after the download was given up
+
+    def abort(self) -> None:
+        """End every read and write of this download, wherever it waits."""
+        with self._lock:
+            self._aborted = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut_down(sock)
+
+
+def _reporting(base: Any, transport: _Transport) -> Any:
+    """urllib3's connection class ``base``, whose connections tell ``transport`` their socket."""
+
+    class Reporting(base):
+        def connect(self) -> None:
+            super().connect()
+            # The socket itself (TLS-wrapped when it is): a connection that will close forgets
+            # it before its body is read.
+            transport.connected(self.sock)
+
+    Reporting.transport = transport
+    return Reporting
+
+
+def _shut_down(sock: socket.socket) -> None:
+    # A shut-down socket wakes a read blocked on it in another thread; close() would not.
+    with contextlib.suppress(OSError):  # closed already
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def parse(payload: bytes, *, max_bytes: int) -> list[Observation]:
@@ -136,13 +230,23 @@ def _zip_member(payload: bytes, *, max_bytes: int) -> bytes:
     return content
 
 
-def _rows(text: str) -> Iterable[Observation]:
+def _records(text: str) -> Iterator[list[str]]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="|")
-    header = next(reader, None)
+    try:
+        yield from reader
+    except csv.Error as error:
+        # A field over csv's limit (128 KiB), which no genuine file has: a refused file too.
+        reason = f"line {reader.line_num}: not Statbel's pipe-delimited text: {error}"
+        raise StatbelError(reason) from None
+
+
+def _rows(text: str) -> Iterable[Observation]:
+    records = _records(text)
+    header = next(records, None)
     if header is None:
         raise StatbelError("the file is empty")
     positions = _column_positions(header)
-    for line, fields in enumerate(reader, start=2):
+    for line, fields in enumerate(records, start=2):
         if not any(field.strip() for field in fields):
             continue
         if len(fields) < len(header):
