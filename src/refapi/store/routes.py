@@ -15,6 +15,7 @@ from werkzeug.http import parse_etags, quote_etag
 from werkzeug.routing import PathConverter
 
 from refapi.api import DATABASE_ERRORS, Blueprint
+from refapi.errors import ProblemSchema
 from refapi.store import cli, services
 from refapi.store.errors import InvalidPrecondition
 from refapi.store.models import MAX_VERSION
@@ -105,6 +106,9 @@ _CONFLICT = {
     "schema": VersionConflictSchema,
     "content_type": "application/problem+json",
 }
+# A problem response with a description of its own: a response given as a component
+# (`_documented`) is written as a bare $ref, which has no room for one.
+_PROBLEM = {"schema": ProblemSchema, "content_type": "application/problem+json"}
 
 
 def _documented(status: int) -> str:
@@ -202,8 +206,8 @@ class SavedValue(MethodView):
     )
     @blp.alt_response(
         400,
-        response=_documented(400),
         description="`INVALID_PRECONDITION`: If-None-Match other than `*`, or If-Match malformed.",
+        **_PROBLEM,
     )
     @blp.alt_response(
         412,
@@ -213,10 +217,11 @@ class SavedValue(MethodView):
     )
     @blp.alt_response(
         409,
-        response=_documented(409),
-        description="`VERSION_EXHAUSTED`: the key is at the highest version; delete it first.",
+        description="`VERSION_EXHAUSTED`: the key is at the highest version; delete it first. "
+        "`current_version` is that version.",
+        **_CONFLICT,
     )
-    @blp.alt_response(413, response=_documented(413), description="`VALUE_TOO_LARGE`.")
+    @blp.alt_response(413, description="`VALUE_TOO_LARGE`.", **_PROBLEM)
     @blp.alt_response(415, response=_documented(415))
     @blp.alt_response(422, response=_documented(422))
     @blp.alt_response(503, response=DATABASE_ERRORS)
@@ -261,8 +266,8 @@ class SavedValue(MethodView):
 class StoredValue(MethodView):
     @blp.response(200, EntrySchema, headers=_ETAG_HEADER)
     @blp.alt_response(304, description="If-None-Match names the current version.")
-    @blp.alt_response(404, response=_documented(404), description="`KEY_NOT_FOUND`.")
-    @blp.alt_response(422, response=_documented(422), description="Not a valid key.")
+    @blp.alt_response(404, description="`KEY_NOT_FOUND`.", **_PROBLEM)
+    @blp.alt_response(422, description="Not a valid key.", **_PROBLEM)
     @blp.alt_response(503, response=DATABASE_ERRORS)
     @blp.doc(
         parameters=[
@@ -291,14 +296,14 @@ class DeletedValue(MethodView):
     @blp.response(204, description="The key and its value are gone.")
     @blp.alt_response(
         400,
-        response=_documented(400),
         description="`INVALID_PRECONDITION`: If-None-Match was sent, or If-Match is malformed.",
+        **_PROBLEM,
     )
-    @blp.alt_response(404, response=_documented(404), description="`KEY_NOT_FOUND`.")
+    @blp.alt_response(404, description="`KEY_NOT_FOUND`.", **_PROBLEM)
     @blp.alt_response(
         412, description="`VERSION_MISMATCH`: If-Match names another version.", **_CONFLICT
     )
-    @blp.alt_response(422, response=_documented(422), description="Not a valid key.")
+    @blp.alt_response(422, description="Not a valid key.", **_PROBLEM)
     @blp.alt_response(503, response=DATABASE_ERRORS)
     @blp.doc(parameters=[_KEY_PARAMETER, _IF_MATCH])
     def delete(self, key: str) -> Response:
