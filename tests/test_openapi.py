@@ -168,13 +168,18 @@ def test_every_operation_with_a_json_body_documents_its_400(spec):
     ("path", "method", "status", "code"),
     [
         ("/save", "post", "400", "INVALID_PRECONDITION"),
+        ("/save", "post", "400", "MALFORMED_JSON"),
+        ("/save", "post", "415", "UNSUPPORTED_MEDIA_TYPE"),
+        ("/indices/health/indexation", "post", "400", "MALFORMED_JSON"),
+        ("/indices/health/indexation", "post", "400", "WRONG_YEAR"),
+        ("/indices/health/indexation", "post", "415", "UNSUPPORTED_MEDIA_TYPE"),
         ("/save", "post", "409", "VERSION_EXHAUSTED"),
         ("/save", "post", "413", "VALUE_TOO_LARGE"),
         ("/get/{key}", "get", "404", "KEY_NOT_FOUND"),
         ("/delete/{key}", "delete", "400", "INVALID_PRECONDITION"),
     ],
 )
-def test_the_stores_errors_say_which_code_they_answer(spec, path, method, status, code):
+def test_errors_say_which_code_they_answer(spec, path, method, status, code):
     # Given as a component, a response was written as a bare $ref: its description was lost.
     response = resolved(spec, spec["paths"][path][method]["responses"][status])
     assert f"`{code}`" in response["description"]

@@ -42,6 +42,10 @@ DATABASE_ERRORS_DESCRIPTION = (
     "`TRANSACTION_CONFLICT`: the request collided with a concurrent one in the database and was "
     "rolled back, nothing was changed. Both: send the request again after `Retry-After` seconds."
 )
+# What a JSON-body operation answers for a body it cannot read (JsonOnlyParser), for its 400
+# and 415 descriptions.
+MALFORMED_JSON_DESCRIPTION = "`MALFORMED_JSON`: the body is empty or not a JSON document"
+NOT_JSON_DESCRIPTION = "`UNSUPPORTED_MEDIA_TYPE`: the body is not sent as `application/json`."
 # The header component of Retry-After, for the responses that send it.
 RETRY_AFTER = "RETRY_AFTER"
 

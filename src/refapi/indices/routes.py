@@ -8,7 +8,14 @@ from flask import Response
 from flask.views import MethodView
 from werkzeug.routing import BaseConverter
 
-from refapi.api import DATABASE_ERRORS_DESCRIPTION, RETRY_AFTER, Blueprint, serialised_once
+from refapi.api import (
+    DATABASE_ERRORS_DESCRIPTION,
+    MALFORMED_JSON_DESCRIPTION,
+    NOT_JSON_DESCRIPTION,
+    RETRY_AFTER,
+    Blueprint,
+    serialised_once,
+)
 from refapi.errors import ProblemSchema
 from refapi.indices import services
 from refapi.indices.cli import refresh_command
@@ -131,8 +138,9 @@ class HealthIndexHistory(MethodView):
 class Indexation(MethodView):
     @blp.arguments(IndexationIn, as_kwargs=True)
     @blp.response(200, IndexationSchema)
-    @blp.alt_response(400, description=WRONG_YEAR, **PROBLEM)
+    @blp.alt_response(400, description=f"{MALFORMED_JSON_DESCRIPTION}; or {WRONG_YEAR}", **PROBLEM)
     @blp.alt_response(404, description=NOT_PUBLISHED, **PROBLEM)
+    @blp.alt_response(415, description=NOT_JSON_DESCRIPTION, **PROBLEM)
     @blp.alt_response(503, **UNAVAILABLE_503)
     def post(self, **indexation: Any) -> dict[str, Any]:
         """Index an amount (a rent) on the health index, the Belgian way.

@@ -14,7 +14,12 @@ from werkzeug.datastructures import ETags
 from werkzeug.http import parse_etags, quote_etag
 from werkzeug.routing import PathConverter
 
-from refapi.api import DATABASE_ERRORS, Blueprint
+from refapi.api import (
+    DATABASE_ERRORS,
+    MALFORMED_JSON_DESCRIPTION,
+    NOT_JSON_DESCRIPTION,
+    Blueprint,
+)
 from refapi.errors import ProblemSchema
 from refapi.store import cli, services
 from refapi.store.errors import InvalidPrecondition
@@ -206,7 +211,8 @@ class SavedValue(MethodView):
     )
     @blp.alt_response(
         400,
-        description="`INVALID_PRECONDITION`: If-None-Match other than `*`, or If-Match malformed.",
+        description=f"{MALFORMED_JSON_DESCRIPTION}; `INVALID_PRECONDITION`: If-None-Match other "
+        "than `*`, or If-Match malformed.",
         **_PROBLEM,
     )
     @blp.alt_response(
@@ -222,7 +228,7 @@ class SavedValue(MethodView):
         **_CONFLICT,
     )
     @blp.alt_response(413, description="`VALUE_TOO_LARGE`.", **_PROBLEM)
-    @blp.alt_response(415, response=_documented(415))
+    @blp.alt_response(415, description=NOT_JSON_DESCRIPTION, **_PROBLEM)
     @blp.alt_response(422, response=_documented(422))
     @blp.alt_response(503, response=DATABASE_ERRORS)
     @blp.doc(
