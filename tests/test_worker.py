@@ -95,17 +95,28 @@ def connection() -> Iterator[tuple[socket.socket, socket.socket]]:
         yield server, client
 
 
-def serving(server: socket.socket, client: socket.socket, raw: bytes) -> types.SimpleNamespace:
-    """gthread's connection, receiving ``raw``: the request's head parsed, its body unread."""
-
-    def send() -> None:
-        with contextlib.suppress(OSError):  # the test may close the connection before
-            client.sendall(raw)
-
-    threading.Thread(target=send, daemon=True).start()
+def serving(
+    server: socket.socket, client: socket.socket, raw: bytes, *, later: bytes = b""
+) -> types.SimpleNamespace:
+    """gthread's connection that has received ``raw`` (``later`` comes half a second after):
+    the request's head parsed, its body unread."""
+    if len(raw) < 65536:
+        client.sendall(raw)  # all there before the app answers
+    else:
+        threading.Thread(target=_send, args=(client, raw), daemon=True).start()
+    if later:
+        threading.Timer(0.5, _send, args=(client, later)).start()
     parser = RequestParser(Config(), server, ("127.0.0.1", 5000))
     next(parser)
-    return types.SimpleNamespace(parser=parser)
+    return types.SimpleNamespace(parser=parser, sock=server)
+
+
+def _send(client: socket.socket, data: bytes) -> None:
+    with contextlib.suppress(OSError):  # the test may close the connection before
+        client.sendall(data)
+
+
+KEEPING = types.SimpleNamespace(must_close=False)  # gunicorn's Response, not closing
 
 
 def post(head: bytes, body: bytes = b"") -> bytes:
@@ -114,7 +125,7 @@ def post(head: bytes, body: bytes = b"") -> bytes:
 
 def test_a_short_body_the_app_left_is_read_and_the_connection_kept(connection):
     conn = serving(*connection, post(b"Content-Length: 1000\r\n", b" " * 1000 + b"GET / HTTP/1.1"))
-    ThreadWorker._finish_body(conn)
+    ThreadWorker._finish_body(conn, KEEPING)
     assert conn.parser.mesg.must_close is False
     assert conn.parser.mesg.body.read() == b""
     assert conn.parser.unreader.read().startswith(b"GET / HTTP/1.1")  # the next request, whole
@@ -131,13 +142,29 @@ def test_a_short_body_the_app_left_is_read_and_the_connection_kept(connection):
 )
 def test_a_body_the_app_left_that_cannot_be_read_closes_the_connection(connection, raw):
     conn = serving(*connection, raw)
-    ThreadWorker._finish_body(conn)  # without raising: the answer still goes out
+    ThreadWorker._finish_body(conn, KEEPING)  # without raising: the answer still goes out
     assert conn.parser.mesg.must_close is True
 
 
 def test_a_request_that_closes_the_connection_anyway_has_nothing_read(connection):
     conn = serving(*connection, post(b"Connection: close\r\nContent-Length: 10\r\n", b"x" * 10))
-    ThreadWorker._finish_body(conn)
+    ThreadWorker._finish_body(conn, KEEPING)
+    assert conn.parser.mesg.body.read(10) == b"x" * 10
+
+
+def test_a_body_still_on_its_way_is_not_waited_for_and_the_answer_says_close(connection):
+    # It was waited for, up to 1 KiB per wait of at most 5 s: a client sending a byte now and
+    # then held its own 401 or 413 (twenty seconds for 100 bytes, one every 0.2 s).
+    conn = serving(*connection, post(b"Content-Length: 10\r\n", b"hello"), later=b"world")
+    ThreadWorker._finish_body(conn, KEEPING)
+    assert conn.parser.mesg.must_close is True
+    assert connection[0].gettimeout() == 10  # the socket as gthread left it
+
+
+def test_an_answer_gunicorn_closes_after_anyway_has_nothing_read(connection):
+    # max_requests reached, the worker stopping, keep-alive off: gunicorn has decided to close.
+    conn = serving(*connection, post(b"Content-Length: 10\r\n", b"x" * 10))
+    ThreadWorker._finish_body(conn, types.SimpleNamespace(must_close=True))
     assert conn.parser.mesg.body.read(10) == b"x" * 10
 
 

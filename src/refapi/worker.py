@@ -12,17 +12,18 @@ An answer the app gives before reading the whole request body (a 413 for a body 
 a 401, 404 or 415 before the body is looked at) leaves the rest of the body on the connection.
 gunicorn reads and discards it after sending the answer, at most 64 KiB in at most 5 seconds,
 and closes the connection when that is not enough: after an answer that said ``Connection:
-keep-alive``, so the client's next request met a closed connection. `ThreadWorker` does the same
-reading before the answer goes out, so that an answer after which the connection closes says
-``Connection: close``. The app cannot say it itself: gunicorn drops a ``Connection`` header the
+keep-alive``, so the client's next request met a closed connection. Before the answer goes
+out, `ThreadWorker` reads what of the rest has already arrived, without waiting for more: a body
+that is all there is read and the connection kept; otherwise the answer says ``Connection:
+close``, and gunicorn closes after it, as it would have. The app cannot say it itself: gunicorn drops a ``Connection`` header the
 app sets (hop-by-hop) and closes only on its own decision.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
@@ -30,7 +31,6 @@ from typing import Any
 from gunicorn import util
 from gunicorn.http import errors as http_errors
 from gunicorn.http.body import LengthReader
-from gunicorn.workers.gthread import DEFAULT_WORKER_DATA_TIMEOUT
 from gunicorn.workers.gthread import ThreadWorker as GthreadWorker
 
 from refapi import errors
@@ -61,6 +61,8 @@ _DETAILS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], str], ...] 
     (http_errors.ForbiddenProxyRequest, "This address may not send a PROXY protocol line."),
 )
 _SERVER_FAULT = "The server failed to handle the request."
+# As much of a body the app left as gunicorn reads before it gives up and closes.
+_DRAIN_BYTES = 64 * 1024
 
 
 def problem(status: int, exc: BaseException) -> bytes:
@@ -125,7 +127,8 @@ class ThreadWorker(GthreadWorker):
             answer = app(environ, start_response)
             connection = getattr(self._serving, "connection", None)
             if connection is not None:
-                self._finish_body(connection)
+                # start_response is gunicorn's Response's: it knows whether it will close.
+                self._finish_body(connection, getattr(start_response, "__self__", None))
             return answer
 
         self.wsgi = reading_what_the_app_left
@@ -138,23 +141,29 @@ class ThreadWorker(GthreadWorker):
             self._serving.connection = None
 
     @staticmethod
-    def _finish_body(conn: Any) -> None:
-        """Read the rest of the request body as gunicorn would after the answer; when it cannot
-        (too long, too slow, malformed), the answer says ``Connection: close``."""
+    def _finish_body(conn: Any, responder: Any) -> None:
+        """Read the rest of the request body that has already arrived, as gunicorn would after
+        the answer; when that is not all of it (still on its way, too long, malformed), the
+        answer says ``Connection: close``. Never waits for the client: the answer goes out now.
+        """
         req = conn.parser.mesg
         reader = req.body.reader
         if isinstance(reader, LengthReader) and reader.length == 0:
-            return  # all read, or none sent: the common case, without the timeout calls below
-        if req.should_close():
-            return  # closing anyway, and saying so: nothing to read for
+            return  # all read, or none sent: the common case, without the socket calls below
+        if req.should_close() or getattr(responder, "must_close", False):
+            return  # closing anyway (asked, or max_requests, stopping, keep-alive off): says so
+        sock = conn.sock
+        prior = sock.gettimeout()
         try:
-            finished = conn.parser.finish_body(
-                deadline=time.monotonic() + DEFAULT_WORKER_DATA_TIMEOUT
-            )
+            sock.setblocking(False)  # what has arrived, without waiting for the rest
+            finished = conn.parser.finish_body(max_bytes=_DRAIN_BYTES)
         except (OSError, http_errors.ParseException):
-            # The client is gone, or the rest is malformed: where a next request would start
-            # is unknown.
+            # Not all there yet (EAGAIN), the client is gone, or the rest is malformed: where a
+            # next request would start is not known now.
             finished = False
+        finally:
+            with contextlib.suppress(OSError):
+                sock.settimeout(prior)
         if not finished:
             req.force_close()
 
