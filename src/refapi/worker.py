@@ -15,8 +15,9 @@ and closes the connection when that is not enough: after an answer that said ``C
 keep-alive``, so the client's next request met a closed connection. Before the answer goes
 out, `ThreadWorker` reads what of the rest has already arrived, without waiting for more: a body
 that is all there is read and the connection kept; otherwise the answer says ``Connection:
-close``, and gunicorn closes after it, as it would have. The app cannot say it itself: gunicorn drops a ``Connection`` header the
-app sets (hop-by-hop) and closes only on its own decision.
+close``, and gunicorn closes after it, as it would have. The app cannot say it itself:
+gunicorn drops a ``Connection`` header the app sets (hop-by-hop) and closes only on its own
+decision.
 """
 
 from __future__ import annotations
