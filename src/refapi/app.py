@@ -235,8 +235,18 @@ def _engine_options(url: str) -> dict[str, Any]:
     # so that a 500's logged traceback does not hold a client's data.
     options: dict[str, Any] = {"hide_parameters": True}
     if url.startswith("postgresql"):
+        # Sessions in UTC, whatever the server's or the role's time zone: psycopg gives times
+        # in the session's zone, and a time stored near the year 9999 (or 1) in UTC is past
+        # what Python can hold in another (a 500 on every read of it). Added to the URL's own
+        # options (a search_path, say), which connect_args would otherwise replace.
+        given = make_url(url).query.get("options", "")
+        given = " ".join(given) if isinstance(given, tuple) else given
         options.update(
-            pool_pre_ping=True, connect_args={"connect_timeout": DATABASE_CONNECT_TIMEOUT}
+            pool_pre_ping=True,
+            connect_args={
+                "connect_timeout": DATABASE_CONNECT_TIMEOUT,
+                "options": f"{given} -c timezone=UTC".strip(),
+            },
         )
     return options
 

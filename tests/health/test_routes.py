@@ -64,4 +64,12 @@ def test_ready_is_503_when_postgresql_refuses_and_connections_have_a_timeout(app
     response = app.test_client().get("/ready")
     assert response.status_code == 503
     assert response.get_json()["checks"]["database"] == "unavailable"
-    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] == {"connect_timeout": 5}
+    connect_args = app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]
+    assert connect_args == {"connect_timeout": 5, "options": "-c timezone=UTC"}
+
+
+def test_postgresql_sessions_are_in_utc_with_the_urls_own_options_kept(app_config):
+    url = "postgresql://refapi@127.0.0.1:1/refapi?options=-csearch_path%3Dtenant"
+    app = create_app({**app_config, "DATABASE_URL": url})
+    options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]["options"]
+    assert options == "-csearch_path=tenant -c timezone=UTC"

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from refapi.extensions import db
 from refapi.store import services
 from refapi.store.models import MAX_VERSION, Entry
+from tests.conftest import TEST_KEY
 
 
 @pytest.fixture
@@ -391,3 +392,23 @@ def test_an_export_to_standard_output_and_one_entry_in_the_singular(
     imported = runner.invoke(args=["store", "import", str(backup)])
     assert imported.exit_code == 0, imported.output
     assert "Imported 1 entry." in imported.output
+
+
+def test_a_time_near_the_year_9999_reads_back_whatever_the_sessions_default_zone(
+    make_app, tmp_path, services_config
+):
+    # psycopg gives times in the session's zone: in Brussels, 9999-12-31T23:30Z is in the year
+    # 10000, which Python cannot hold, and every read of the key was a 500. A server, database
+    # or role set to Brussels gives sessions that zone, as this URL's own options do.
+    url = sa.make_url(services_config["DATABASE_URL"])
+    options = f"{url.query['options']} -c timezone=Europe/Brussels"
+    brussels = url.update_query_dict({"options": options}).render_as_string(hide_password=False)
+    app = make_app(**{**services_config, "DATABASE_URL": brussels})
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"client": "tester", "key": "late", "value": 1, "created_at": "9999-12-31T23:30:00Z"}\n'
+    )
+    assert app.test_cli_runner().invoke(args=["store", "import", str(source)]).exit_code == 0
+    read = app.test_client().get("/get/late", headers={"X-API-Key": TEST_KEY})
+    assert read.status_code == 200
+    assert read.get_json()["created_at"] == "9999-12-31T23:30:00+00:00"
