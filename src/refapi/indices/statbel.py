@@ -79,12 +79,12 @@ def download(*, url: str, timeout: float, max_bytes: int) -> bytes:
     """
     limit = longest_download(timeout)
     transport = _Transport()
-    outcome: list[bytes | Exception] = []
+    outcome: list[bytes | BaseException] = []
 
     def fetch() -> None:
         try:
             outcome.append(_fetch(url, timeout=timeout, max_bytes=max_bytes, transport=transport))
-        except Exception as error:  # handed to the caller, raised there
+        except BaseException as error:  # handed to the caller, raised there (SystemExit too)
             outcome.append(error)
 
     # requests' timeouts bound each wait for a byte, never a whole exchange: a byte now and then,
@@ -96,7 +96,7 @@ def download(*, url: str, timeout: float, max_bytes: int) -> bytes:
     if not outcome:
         transport.abort()
         raise StatbelError(f"{url} took longer than {limit:g} s to send")
-    if isinstance(outcome[0], Exception):
+    if isinstance(outcome[0], BaseException):
         raise outcome[0]
     return outcome[0]
 
