@@ -41,15 +41,35 @@ def read_rows(statement: sa.Executable, parameters: Mapping[str, Any]) -> Sequen
     if db.session.registry.has() and db.session().in_transaction():
         return db.session.connection().execute(statement, parameters).all()
     engine = db.engines.get(READS_BIND) or db.engine
+    connection = engine.connect()  # a database that cannot be reached: not tried twice
     try:
-        with engine.connect() as connection:
-            return connection.execute(statement, parameters).all()
+        rows = connection.execute(statement, parameters).all()
     except sa.exc.DBAPIError as error:
-        if not error.connection_invalidated:
+        if not _dropped(error):
             raise
+        # Thrown away without the ROLLBACK a close sends, which would fail too and mask this.
+        connection.invalidate()
+        connection.close()
+    else:
+        connection.close()
+        return rows
     # SQLAlchemy has invalidated the pool's connections as old as that one: this gets a new one.
     with engine.connect() as connection:
         return connection.execute(statement, parameters).all()
+
+
+def _dropped(error: sa.exc.DBAPIError) -> bool:
+    """Whether a read failed because the database had dropped its connection.
+
+    SQLAlchemy may not tell: psycopg reports a connection the server has just terminated as
+    "connection socket closed" (no SQLSTATE) before it marks it broken. A statement that failed
+    with a SQLSTATE of its own (a timeout, a lock) is not a dropped connection.
+    """
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return error.connection_invalidated or (
+        isinstance(error, sa.exc.OperationalError)
+        and (sqlstate is None or sqlstate.startswith("08") or sqlstate.startswith("57P0"))
+    )
 
 
 @contextmanager
