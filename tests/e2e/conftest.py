@@ -1,8 +1,9 @@
 """The real server: gunicorn started with the command `make run` and the Dockerfile use.
 
-``serve(env)`` migrates the database as `make run` does, starts gunicorn on a free loopback
-port with the suite's configuration (A or B) plus ``env``, waits until ``/ping`` answers, and
-stops it with SIGTERM at the end of the test (checking that it exits 0).
+``serve(env)`` migrates the database with the migrations `make run` applies (`flask db upgrade`,
+run in this process: a `flask` process of its own cost two seconds per server), starts gunicorn
+on a free loopback port with the suite's configuration (A or B) plus ``env``, waits until
+``/ping`` answers, and stops it with SIGTERM at the end of the test (checking that it exits 0).
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import flask_migrate
 import pytest
 import requests
 
+from refapi import config as refapi_config
+from refapi import create_app
+from refapi.extensions import db
 from tests.conftest import API_KEYS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -121,6 +126,17 @@ def start_gunicorn(env: dict[str, str], log_path: Path) -> subprocess.Popen[byte
         )
 
 
+def upgrade_database(env: dict[str, str]) -> None:
+    """`flask db upgrade` on the database the server of ``env`` will use, in this process."""
+    settings = {**refapi_config.from_environment(env), "REDIS_URL": "", "STATBEL_URL": ""}
+    app = create_app(settings)
+    with app.app_context():
+        flask_migrate.upgrade(directory=str(PROJECT_ROOT / "migrations"))
+        db.session.remove()
+        for engine in db.engines.values():
+            engine.dispose()
+
+
 def settings_env(config: dict[str, Any]) -> dict[str, str]:
     """REFAPI_* variables for the settings of an app_config-like mapping."""
     names = ("DATABASE_URL", "REDIS_URL", "CACHE_KEY_PREFIX", "API_KEYS", "INSTANCE_PATH")
@@ -146,13 +162,7 @@ def serve(backend_config: dict[str, Any], tmp_path: Path) -> Iterator[Callable[.
         full_env.update({"REFAPI_BIND": f"127.0.0.1:{port}", "REFAPI_WORKERS": "1"})
         full_env.update(env or {})
         if migrate:
-            subprocess.run(
-                [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
-                cwd=PROJECT_ROOT,
-                env=full_env,
-                check=True,
-                capture_output=True,
-            )
+            upgrade_database(full_env)
         log_path = tmp_path / f"gunicorn-{port}.log"
         process = start_gunicorn(full_env, log_path)
         server = Server(f"http://127.0.0.1:{port}", process, log_path, full_env)
