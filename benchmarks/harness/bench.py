@@ -285,11 +285,27 @@ def peer(ctx: Context, backend: backends.Backend) -> dict[str, Any]:
         log_path=ctx.log_path(f"peer-{backend.name}"),
         ready_path="/ping",
     )
+    # The peer stack's own ceiling: its /ping, which does nothing, on the same server. Set
+    # against the bare Flask /ping, it says how far apart the two stacks are before either app
+    # does any work (report.py's "For scale").
+    ping = Endpoint(
+        "peer-ping",
+        "FastAPI peer GET /ping",
+        "GET",
+        ("/ping",),
+        frozenset({200}),
+        authenticated=False,
+    )
     with servers.running(server):
         unavailable = probe(server, ctx, endpoint)
         if unavailable:
             return {"available": False, "reason": unavailable}
-        return {"available": True, **measure(server, ctx, endpoint, tag=f"{backend.name}-peer")}
+        result = measure(server, ctx, endpoint, tag=f"{backend.name}-peer")
+        return {
+            "available": True,
+            **result,
+            "ping": measure(server, ctx, ping, tag=f"{backend.name}-peer-ping"),
+        }
 
 
 def run_configuration(ctx: Context, backend: backends.Backend, log: Any) -> dict[str, Any]:
@@ -386,7 +402,8 @@ def run_configuration(ctx: Context, backend: backends.Backend, log: Any) -> dict
         else None,
     }
     floor = [report["redis_floor"]] if "redis_floor" in report else []
-    for entry in [*endpoints, report["peer"], *floor]:
+    peer_ping = [report["peer"]["ping"]] if "ping" in report["peer"] else []
+    for entry in [*endpoints, report["peer"], *peer_ping, *floor]:
         if entry.get("available", True) and bare_rps:
             entry["ratio_to_bare_ping"] = round(entry["requests_per_second"] / bare_rps, 3)
     report["endpoints"] = endpoints

@@ -163,6 +163,7 @@ def _cpu_table(config: dict[str, Any]) -> list[str]:
         *((f"bare Flask /ping ({when})", ceiling[when]) for when in ("before", "after")),
         *((entry["label"], entry) for entry in config["endpoints"]),
         ("FastAPI peer: GET /get/<key> (SQLite row)", config["peer"]),
+        *_peer_ping(config),
     ]
     if "redis_floor" in config:
         entries.insert(2, (REDIS_FLOOR_LABEL, config["redis_floor"]))
@@ -215,6 +216,7 @@ def markdown(results: dict[str, Any]) -> str:
         for entry in config["endpoints"]:
             lines.append(_row(entry["label"], entry))
         lines.append(_row("FastAPI peer: GET /get/<key> (SQLite row)", config["peer"]))
+        lines += [_row(label, entry) for label, entry in _peer_ping(config)]
         lines += [
             "",
             f"Ceiling: {ceiling['requests_per_second']:,.0f} req/s; it moved by "
@@ -258,7 +260,36 @@ def markdown(results: dict[str, Any]) -> str:
                 "faster than that here, whatever it does besides.",
                 "",
             ]
+        stacks = _stack_gap(config)
+        if stacks is not None:
+            lines += [stacks, ""]
     return "\n".join(lines)
+
+
+PEER_PING_LABEL = "FastAPI peer: GET /ping (the peer stack's ceiling)"
+
+
+def _peer_ping(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    peer = config.get("peer", {})
+    return [(PEER_PING_LABEL, peer["ping"])] if peer.get("available") and "ping" in peer else []
+
+
+def _stack_gap(config: dict[str, Any]) -> str | None:
+    """The two stacks' ceilings side by side, and what being ahead of the peer would take."""
+    peer = config.get("peer", {})
+    bare = config.get("ceiling", {}).get("requests_per_second")
+    if not (peer.get("available") and "ping" in peer and bare):
+        return None
+    peer_ping = peer["ping"]["requests_per_second"]
+    if not peer_ping:
+        return None
+    return (
+        f"The two stacks side by side: the bare Flask /ping under gunicorn ran at "
+        f"{bare / peer_ping:.3f} x the FastAPI peer's own /ping under uvicorn, and the peer's "
+        f"SQLite read at {peer['requests_per_second'] / bare:.3f} x the bare Flask /ping. "
+        "A read through refapi is ahead of the peer only if it runs at that ratio of the bare "
+        "Flask /ping or more, the whole app included."
+    )
 
 
 def chart(path: Path, results: dict[str, Any]) -> None:
@@ -271,7 +302,7 @@ def chart(path: Path, results: dict[str, Any]) -> None:
         for entry in config["endpoints"]:
             if entry["label"] not in labels:
                 labels.append(entry["label"])
-    labels.append("FastAPI peer GET")
+    labels += ["FastAPI peer GET", "FastAPI peer /ping"]
 
     def value(config: dict[str, Any], label: str, metric: str) -> float:
         if label == "bare Flask /ping":
@@ -280,6 +311,8 @@ def chart(path: Path, results: dict[str, Any]) -> None:
                 return float(config["ceiling"]["requests_per_second"])
         elif label == "FastAPI peer GET":
             entry = config["peer"] if config["peer"].get("available") else None
+        elif label == "FastAPI peer /ping":
+            entry = dict(_peer_ping(config)).get(PEER_PING_LABEL)
         else:
             entry = next(
                 (e for e in config["endpoints"] if e["label"] == label and e.get("available")),

@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 import pytest
 from harness import bench, data, inprocess, report, servers, wrk
 
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
 
 def test_summarise_counts_every_status_and_only_socket_failures_as_socket_errors():
     raw = {
@@ -274,3 +276,24 @@ def test_the_endpoint_names_are_the_endpoints_the_benchmark_loads(tmp_path):
     names = [endpoint.name for endpoint in bench.refapi_endpoints(ctx, [1000])]
     assert tuple(names) == bench.ENDPOINT_NAMES
     assert Path(wrk.LUA_SCRIPT).is_file()
+
+
+def test_the_report_sets_the_two_stacks_ceilings_side_by_side():
+    results = json.loads((RESULTS / "benchmark.json").read_text())
+    config = results["configurations"]["B"]
+    bare = config["ceiling"]["requests_per_second"]
+    config["peer"]["ping"] = {
+        **config["ceiling"]["before"],
+        "requests_per_second": bare * 1.25,
+        "ratio_to_bare_ping": 1.25,
+    }
+    text = report.markdown(results)
+    peer_read = config["peer"]["requests_per_second"] / bare
+    assert "FastAPI peer: GET /ping (the peer stack's ceiling) | " in text
+    assert (
+        "the bare Flask /ping under gunicorn ran at 0.800 x the FastAPI peer's own /ping under "
+        f"uvicorn, and the peer's SQLite read at {peer_read:.3f} x the bare Flask /ping" in text
+    )
+    # A run without the peer's /ping (an older benchmark.json) says nothing of it.
+    del config["peer"]["ping"]
+    assert "peer stack's ceiling" not in report.markdown(results)

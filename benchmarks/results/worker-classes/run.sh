@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Which gunicorn worker class gives a bare Flask /ping the most requests per second here, and
+# how it compares with the FastAPI peer's own /ping under uvicorn: the ceilings of the stacks,
+# interleaved round by round on one machine. Needs benchmarks/.venv (`benchmarks/run --help`
+# makes it), gevent in it (`benchmarks/.venv/bin/pip install gevent==26.9.0`) and wrk.
+#   benchmarks/results/worker-classes/run.sh [rounds] > benchmarks/results/worker-classes/run.txt
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+bench="$(cd "$here/../.." && pwd)"
+bin="$bench/.venv/bin"
+apps="$bench/apps"
+rounds="${1:-3}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+# Not the project root: gunicorn would read its gunicorn.conf.py there.
+cd "$work"
+"$bin/python" -c "import gevent" 2>/dev/null || {
+  echo "gevent is missing: $bin/pip install gevent==26.9.0" >&2
+  exit 1
+}
+
+load() { # name port command...: start, warm up 2 s, measure 10 s with 32 connections, stop
+  local name=$1 port=$2
+  shift 2
+  "$@" >"$work/$name.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 100); do
+    curl -fs -o /dev/null "http://127.0.0.1:$port/ping" && break
+    sleep 0.1
+  done
+  wrk -t1 -c32 -d2s "http://127.0.0.1:$port/ping" >/dev/null
+  wrk -t1 -c32 -d10s "http://127.0.0.1:$port/ping" >"$work/wrk.txt"
+  local failures
+  failures="$(grep -E 'Non-2xx|Socket errors' "$work/wrk.txt" | tr -s ' ' | paste -sd';' || true)"
+  printf '%-32s %10s req/s, non-2xx and socket errors: %s\n' "$name" \
+    "$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")" "${failures:-none}"
+  kill -TERM "$pid"
+  wait "$pid" 2>/dev/null || true
+}
+
+gunicorn_with() { # worker-class args...: the bare Flask app, 2 workers, an access log as refapi's
+  "$bin/gunicorn" --chdir "$apps" -b "127.0.0.1:$port" -w 2 --reuse-port \
+    --access-logfile "$work/access.log" "$@" bare_flask:app
+}
+
+echo "$(date -u +%FT%TZ), $(nproc) CPUs, wrk 32 connections, 1 thread, 10 s per load"
+for round in $(seq "$rounds"); do
+  echo "round $round"
+  port=18101 load "gunicorn gthread 2x4" 18101 gunicorn_with -k gthread --threads 4
+  port=18102 load "gunicorn gevent 2" 18102 gunicorn_with -k gevent
+  port=18103 load "gunicorn sync 2 (no keep-alive)" 18103 gunicorn_with -k sync
+  PEER_DATABASE="$work/peer.db" PEER_API_KEY=unused \
+    load "uvicorn FastAPI 2" 18104 "$bin/uvicorn" --app-dir "$apps" --host 127.0.0.1 \
+    --port 18104 --workers 2 peer_fastapi:app
+done
