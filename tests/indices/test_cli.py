@@ -226,3 +226,24 @@ def test_refresh_keeps_months_the_new_file_no_longer_has(app, runner, upstream):
     result = runner.invoke(args=["indices", "refresh"])
     assert result.exit_code == 0, result.output
     assert stored_rows(app) == before
+
+
+def test_an_unexpected_error_ends_its_refresh_record_and_keeps_its_traceback(
+    app, runner, monkeypatch
+):
+    # The record stayed unfinished, as if the refresh were still running.
+    def broken(*_args, **_kwargs):
+        raise KeyError("a bug")
+
+    store = services._store
+    monkeypatch.setattr(services, "_store", broken)
+    result = runner.invoke(args=["indices", "refresh"])
+    assert isinstance(result.exception, KeyError)
+    (failed,) = _refreshes(app)
+    assert not failed.succeeded
+    assert failed.finished_at is not None
+    assert failed.error == "an unexpected KeyError: see the server's log"
+    assert stored_rows(app) == []
+    # The lease was released: the next refresh runs.
+    monkeypatch.setattr(services, "_store", store)
+    assert runner.invoke(args=["indices", "refresh"]).exit_code == 0

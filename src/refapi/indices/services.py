@@ -195,6 +195,18 @@ def _refresh_holding_lease(*, path: str | None) -> RefreshOutcome:
         db.session.commit()
         _forget_refresh_times()
         raise RefreshFailed(reason, logged=logged) from None
+    except Exception as error:
+        # A bug: it propagates, with its traceback. Its record still ends, saying so, rather
+        # than staying "started" for ever in the history of refreshes.
+        db.session.rollback()
+        record.error = f"an unexpected {type(error).__name__}: see the server's log"
+        record.finished_at = utcnow()
+        try:
+            db.session.commit()
+        except SQLAlchemyError:
+            db.session.rollback()
+        _forget_refresh_times()
+        raise
     _invalidate()
     logger.info(
         "health index refreshed from %s: %d rows added, %d updated, latest month %s",
