@@ -26,6 +26,16 @@ def _lines(path):
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+def import_lines(runner, tmp_path, lines, *options):
+    """`flask store import` of a file of ``lines`` (text, or bytes written as they are)."""
+    source = tmp_path / "in.jsonl"
+    if isinstance(lines, bytes):
+        source.write_bytes(lines)
+    else:
+        source.write_text(lines, encoding="utf-8")
+    return runner.invoke(args=["store", "import", str(source), *options])
+
+
 def test_export_writes_every_clients_entries_as_json_lines_in_order(filled, runner, tmp_path):
     target = tmp_path / "backup.jsonl"
     result = runner.invoke(args=["store", "export", str(target)])
@@ -73,13 +83,14 @@ def test_export_then_import_into_an_empty_store_restores_everything(
 
 
 def test_import_of_one_client_skips_the_others(runner, client, auth_headers, tmp_path):
-    source = tmp_path / "in.jsonl"
-    source.write_text(
+    result = import_lines(
+        runner,
+        tmp_path,
         '{"client": "tester", "key": "mine", "value": 1}\n'
         '{"client": "other", "key": "theirs", "value": 2}\n',
-        encoding="utf-8",
+        "--client",
+        "tester",
     )
-    result = runner.invoke(args=["store", "import", str(source), "--client", "tester"])
     assert result.exit_code == 0, result.output
     keys = client.get("/keys", headers=auth_headers).get_json()["items"]
     assert [item["key"] for item in keys] == ["mine"]
@@ -88,9 +99,8 @@ def test_import_of_one_client_skips_the_others(runner, client, auth_headers, tmp
 def test_import_without_version_or_times_starts_at_version_1(
     runner, client, auth_headers, tmp_path
 ):
-    source = tmp_path / "in.jsonl"
-    source.write_text('{"client": "tester", "key": "k", "value": null}\n\n', encoding="utf-8")
-    assert runner.invoke(args=["store", "import", str(source)]).exit_code == 0
+    imported = import_lines(runner, tmp_path, '{"client": "tester", "key": "k", "value": null}\n\n')
+    assert imported.exit_code == 0, imported.output
     entry = client.get("/get/k", headers=auth_headers).get_json()
     assert (entry["value"], entry["version"]) == (None, 1)
     assert (
@@ -100,12 +110,11 @@ def test_import_without_version_or_times_starts_at_version_1(
 
 def test_import_keeps_times_as_given_even_an_update_before_the_creation(runner, tmp_path):
     # Two app hosts whose clocks differ write such entries: their backup must restore.
-    source = tmp_path / "in.jsonl"
     times = {"created_at": "2026-02-01T00:00:00+00:00", "updated_at": "2026-01-31T23:59:59+00:00"}
-    source.write_text(
-        json.dumps({"client": "tester", "key": "k", "value": 1, **times}) + "\n", encoding="utf-8"
+    imported = import_lines(
+        runner, tmp_path, json.dumps({"client": "tester", "key": "k", "value": 1, **times}) + "\n"
     )
-    assert runner.invoke(args=["store", "import", str(source)]).exit_code == 0
+    assert imported.exit_code == 0, imported.output
     export = tmp_path / "out.jsonl"
     assert runner.invoke(args=["store", "export", str(export)]).exit_code == 0
     entry = json.loads(export.read_text(encoding="utf-8"))
@@ -113,13 +122,13 @@ def test_import_keeps_times_as_given_even_an_update_before_the_creation(runner, 
 
 
 def test_import_with_only_updated_at_was_created_then_too(runner, client, tmp_path):
-    source = tmp_path / "in.jsonl"
     updated = "2026-01-01T00:00:00+00:00"
-    source.write_text(
+    imported = import_lines(
+        runner,
+        tmp_path,
         f'{{"client": "tester", "key": "k", "value": 1, "updated_at": "{updated}"}}\n',
-        encoding="utf-8",
     )
-    assert runner.invoke(args=["store", "import", str(source)]).exit_code == 0
+    assert imported.exit_code == 0, imported.output
     export = tmp_path / "out.jsonl"
     assert runner.invoke(args=["store", "export", str(export)]).exit_code == 0
     (line,) = export.read_text(encoding="utf-8").splitlines()
@@ -130,8 +139,9 @@ def test_import_with_only_updated_at_was_created_then_too(runner, client, tmp_pa
 def test_import_reports_every_bad_line_by_number_and_imports_nothing(
     runner, client, auth_headers, tmp_path
 ):
-    source = tmp_path / "in.jsonl"
-    source.write_text(
+    result = import_lines(
+        runner,
+        tmp_path,
         "\n".join(
             [
                 '{"client": "tester", "key": "good", "value": 1}',
@@ -146,9 +156,7 @@ def test_import_reports_every_bad_line_by_number_and_imports_nothing(
                 "[1, 2]",
             ]
         ),
-        encoding="utf-8",
     )
-    result = runner.invoke(args=["store", "import", str(source)])
     assert result.exit_code != 0
     for number in range(2, 11):
         assert f"line {number}:" in result.output
@@ -160,11 +168,8 @@ def test_import_reports_every_bad_line_by_number_and_imports_nothing(
 
 def test_import_refuses_a_value_over_the_size_limit(make_app, tmp_path):
     app = make_app(STORE_MAX_VALUE_BYTES=10)
-    source = tmp_path / "in.jsonl"
-    source.write_text(
-        '{"client": "tester", "key": "k", "value": "12345678901"}\n', encoding="utf-8"
-    )
-    result = app.test_cli_runner().invoke(args=["store", "import", str(source)])
+    line = '{"client": "tester", "key": "k", "value": "12345678901"}\n'
+    result = import_lines(app.test_cli_runner(), tmp_path, line)
     assert result.exit_code != 0
     assert "line 1:" in result.output
 
@@ -173,19 +178,17 @@ def test_import_refuses_existing_keys_unless_told_to_replace_them(
     filled, runner, auth_headers, tmp_path
 ):
     assert filled.get("/get/b", headers=auth_headers).get_json()["value"] == {"n": 2}  # cached
-    source = tmp_path / "in.jsonl"
-    source.write_text(
+    lines = (
         '{"client": "tester", "key": "new", "value": 1}\n'
-        '{"client": "tester", "key": "b", "value": "restored", "version": 7}\n',
-        encoding="utf-8",
+        '{"client": "tester", "key": "b", "value": "restored", "version": 7}\n'
     )
-    refused = runner.invoke(args=["store", "import", str(source)])
+    refused = import_lines(runner, tmp_path, lines)
     assert refused.exit_code != 0
     assert "line 2:" in refused.output
     assert "--replace" in refused.output
     assert filled.get("/get/new", headers=auth_headers).status_code == 404
 
-    replaced = runner.invoke(args=["store", "import", str(source), "--replace"])
+    replaced = import_lines(runner, tmp_path, lines, "--replace")
     assert replaced.exit_code == 0, replaced.output
     entry = filled.get("/get/b", headers=auth_headers).get_json()
     assert (entry["value"], entry["version"]) == ("restored", 7)
@@ -199,9 +202,12 @@ def test_a_key_replaced_without_version_or_creation_time_is_a_new_write_of_it(
     # replaced value, and the creation time became the import's.
     before = filled.get("/get/b", headers=auth_headers).get_json()
     assert before["version"] == 2
-    source = tmp_path / "in.jsonl"
-    source.write_text('{"client": "tester", "key": "b", "value": "restored"}\n', encoding="utf-8")
-    replaced = runner.invoke(args=["store", "import", str(source), "--replace"])
+    replaced = import_lines(
+        runner,
+        tmp_path,
+        '{"client": "tester", "key": "b", "value": "restored"}\n',
+        "--replace",
+    )
     assert replaced.exit_code == 0, replaced.output
     entry = filled.get("/get/b", headers=auth_headers).get_json()
     assert (entry["value"], entry["version"]) == ("restored", 3)
@@ -219,12 +225,12 @@ def test_a_key_replaced_with_an_earlier_update_time_only_was_created_by_then(
     filled, runner, auth_headers, tmp_path
 ):
     # The key's own creation time (today) was kept while the update time came from the line.
-    source = tmp_path / "in.jsonl"
-    source.write_text(
+    replaced = import_lines(
+        runner,
+        tmp_path,
         '{"client": "tester", "key": "b", "value": "x", "updated_at": "2020-01-01T00:00:00Z"}\n',
-        encoding="utf-8",
+        "--replace",
     )
-    replaced = runner.invoke(args=["store", "import", str(source), "--replace"])
     assert replaced.exit_code == 0, replaced.output
     entry = filled.get("/get/b", headers=auth_headers).get_json()
     assert entry["created_at"] == entry["updated_at"]
@@ -232,9 +238,11 @@ def test_a_key_replaced_with_an_earlier_update_time_only_was_created_by_then(
 
 
 def test_a_null_version_is_refused(runner, tmp_path):
-    source = tmp_path / "in.jsonl"
-    source.write_text('{"client": "tester", "key": "k", "value": 1, "version": null}\n')
-    result = runner.invoke(args=["store", "import", str(source)])
+    result = import_lines(
+        runner,
+        tmp_path,
+        '{"client": "tester", "key": "k", "value": 1, "version": null}\n',
+    )
     assert result.exit_code != 0
     assert "line 1: version: Field may not be null." in result.output
 
@@ -242,14 +250,14 @@ def test_a_null_version_is_refused(runner, tmp_path):
 def test_a_key_replaced_with_its_times_and_version_takes_them(
     filled, runner, auth_headers, tmp_path
 ):
-    source = tmp_path / "in.jsonl"
-    source.write_text(
+    replaced = import_lines(
+        runner,
+        tmp_path,
         '{"client": "tester", "key": "b", "value": "old", "version": 1, '
         '"created_at": "2020-01-01T00:00:00+00:00", "updated_at": "2020-02-01T00:00:00+00:00"}\n'
         '{"client": "tester", "key": "new", "value": "fresh"}\n',
-        encoding="utf-8",
+        "--replace",
     )
-    replaced = runner.invoke(args=["store", "import", str(source), "--replace"])
     assert replaced.exit_code == 0, replaced.output
     entry = filled.get("/get/b", headers=auth_headers).get_json()
     assert (entry["value"], entry["version"]) == ("old", 1)
@@ -262,13 +270,12 @@ def test_times_with_an_offset_are_imported_as_the_same_moment_in_utc(
     client, runner, auth_headers, tmp_path
 ):
     # SQLite dropped the offset: 10:00+02:00 came back as 10:00+00:00, two hours off.
-    source = tmp_path / "in.jsonl"
-    source.write_text(
+    result = import_lines(
+        runner,
+        tmp_path,
         '{"client": "tester", "key": "k", "value": 1, '
         '"created_at": "2026-01-01T10:00:00+02:00", "updated_at": "2026-01-01T10:00:00-05:00"}\n',
-        encoding="utf-8",
     )
-    result = runner.invoke(args=["store", "import", str(source)])
     assert result.exit_code == 0, result.output
     entry = client.get("/get/k", headers=auth_headers).get_json()
     assert entry["created_at"] == "2026-01-01T08:00:00+00:00"
@@ -280,12 +287,11 @@ def test_a_time_outside_the_years_1_to_9999_in_utc_is_refused(
     client, runner, auth_headers, tmp_path, moment
 ):
     # PostgreSQL stored it; then every read of the key, its listing and any export were 500s.
-    source = tmp_path / "in.jsonl"
-    source.write_text(
+    result = import_lines(
+        runner,
+        tmp_path,
         f'{{"client": "tester", "key": "k", "value": 1, "created_at": "{moment}"}}\n',
-        encoding="utf-8",
     )
-    result = runner.invoke(args=["store", "import", str(source)])
     assert result.exit_code != 0
     assert "line 1: created_at: Not a time between the years 1 and 9999 in UTC." in result.output
     assert client.get("/get/k", headers=auth_headers).status_code == 404
@@ -293,12 +299,12 @@ def test_a_time_outside_the_years_1_to_9999_in_utc_is_refused(
 
 def test_a_line_that_is_not_utf8_is_reported_by_number(client, runner, auth_headers, tmp_path):
     # It ended in a UnicodeDecodeError traceback.
-    source = tmp_path / "in.jsonl"
-    source.write_bytes(
+    result = import_lines(
+        runner,
+        tmp_path,
         b'{"client": "tester", "key": "fine", "value": 1}\n'
-        b'{"client": "tester", "key": "bad\xff", "value": 1}\n'
+        b'{"client": "tester", "key": "bad\xff", "value": 1}\n',
     )
-    result = runner.invoke(args=["store", "import", str(source)])
     assert result.exit_code != 0
     assert "line 2: not UTF-8 text (byte 33)" in result.output
     assert "Traceback" not in result.output
@@ -312,16 +318,18 @@ def test_a_versionless_line_for_a_key_at_the_highest_version_is_refused(
     with app.app_context():
         db.session.execute(sa.update(Entry).where(Entry.key == "b").values(version=MAX_VERSION))
         db.session.commit()
-    source = tmp_path / "in.jsonl"
-    source.write_text('{"client": "tester", "key": "b", "value": "x"}\n', encoding="utf-8")
-    result = runner.invoke(args=["store", "import", str(source), "--replace"])
+    result = import_lines(
+        runner,
+        tmp_path,
+        '{"client": "tester", "key": "b", "value": "x"}\n',
+        "--replace",
+    )
     assert result.exit_code != 0
     assert f"line 1: client 'tester' has the key 'b' at the highest version, {MAX_VERSION}" in (
         result.output
     )
-    given = tmp_path / "given.jsonl"
-    given.write_text('{"client": "tester", "key": "b", "value": "x", "version": 1}\n')
-    assert runner.invoke(args=["store", "import", str(given), "--replace"]).exit_code == 0
+    given = '{"client": "tester", "key": "b", "value": "x", "version": 1}\n'
+    assert import_lines(runner, tmp_path, given, "--replace").exit_code == 0
 
 
 def test_import_of_a_missing_file_fails(runner, tmp_path):
@@ -404,11 +412,8 @@ def test_a_time_near_the_year_9999_reads_back_whatever_the_sessions_default_zone
     options = f"{url.query['options']} -c timezone=Europe/Brussels"
     brussels = url.update_query_dict({"options": options}).render_as_string(hide_password=False)
     app = make_app(**{**services_config, "DATABASE_URL": brussels})
-    source = tmp_path / "in.jsonl"
-    source.write_text(
-        '{"client": "tester", "key": "late", "value": 1, "created_at": "9999-12-31T23:30:00Z"}\n'
-    )
-    assert app.test_cli_runner().invoke(args=["store", "import", str(source)]).exit_code == 0
+    line = '{"client": "tester", "key": "late", "value": 1, "created_at": "9999-12-31T23:30:00Z"}\n'
+    assert import_lines(app.test_cli_runner(), tmp_path, line).exit_code == 0
     read = app.test_client().get("/get/late", headers={"X-API-Key": TEST_KEY})
     assert read.status_code == 200
     assert read.get_json()["created_at"] == "9999-12-31T23:30:00+00:00"
