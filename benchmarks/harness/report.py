@@ -260,7 +260,7 @@ def markdown(results: dict[str, Any]) -> str:
                 "faster than that here, whatever it does besides.",
                 "",
             ]
-        stacks = _stack_gap(config)
+        stacks = _stack_gap(label, config)
         if stacks is not None:
             lines += [stacks, ""]
     return "\n".join(lines)
@@ -274,7 +274,7 @@ def _peer_ping(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(PEER_PING_LABEL, peer["ping"])] if peer.get("available") and "ping" in peer else []
 
 
-def _stack_gap(config: dict[str, Any]) -> str | None:
+def _stack_gap(label: str, config: dict[str, Any]) -> str | None:
     """The two stacks' ceilings side by side, and what being ahead of the peer would take."""
     peer = config.get("peer", {})
     bare = config.get("ceiling", {}).get("requests_per_second")
@@ -284,7 +284,7 @@ def _stack_gap(config: dict[str, Any]) -> str | None:
     if not peer_ping:
         return None
     return (
-        f"The two stacks side by side: the bare Flask /ping under gunicorn ran at "
+        f"The two stacks side by side, in {label}: the bare Flask /ping under gunicorn ran at "
         f"{bare / peer_ping:.3f} x the FastAPI peer's own /ping under uvicorn, and the peer's "
         f"SQLite read at {peer['requests_per_second'] / bare:.3f} x the bare Flask /ping. "
         "A read through refapi is ahead of the peer only if it runs at that ratio of the bare "

@@ -36,10 +36,15 @@ load() { # name port command...: start, warm up 2 s, measure 10 s with 32 connec
     "$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")" "${failures:-none}"
   kill -TERM "$pid"
   wait "$pid" 2>/dev/null || true
+  if curl -s -o /dev/null "http://127.0.0.1:$port/ping"; then
+    echo "$name is still answering after SIGTERM" >&2
+    exit 1
+  fi
 }
 
 gunicorn_with() { # worker-class args...: the bare Flask app, 2 workers, an access log as refapi's
-  "$bin/gunicorn" --chdir "$apps" -b "127.0.0.1:$port" -w 2 --reuse-port \
+  # exec: the background job's pid is gunicorn's own, for load() to stop it.
+  exec "$bin/gunicorn" --chdir "$apps" -b "127.0.0.1:$port" -w 2 --reuse-port \
     --access-logfile "$work/access.log" "$@" bare_flask:app
 }
 
@@ -50,6 +55,6 @@ for round in $(seq "$rounds"); do
   port=18102 load "gunicorn gevent 2" 18102 gunicorn_with -k gevent
   port=18103 load "gunicorn sync 2 (no keep-alive)" 18103 gunicorn_with -k sync
   PEER_DATABASE="$work/peer.db" PEER_API_KEY=unused \
-    load "uvicorn FastAPI 2" 18104 "$bin/uvicorn" --app-dir "$apps" --host 127.0.0.1 \
+    load "uvicorn FastAPI 2" 18104 exec "$bin/uvicorn" --app-dir "$apps" --host 127.0.0.1 \
     --port 18104 --workers 2 peer_fastapi:app
 done
