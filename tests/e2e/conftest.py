@@ -1,7 +1,8 @@
 """The real server: gunicorn started with the command `make run` and the Dockerfile use.
 
-``serve(env)`` migrates the database with the migrations `make run` applies (`flask db upgrade`,
-run in this process: a `flask` process of its own cost two seconds per server), starts gunicorn
+``serve(env)`` migrates the database with the migrations `make run` applies (those of `flask db
+upgrade`, run in this process: a `flask` process of its own cost two seconds per server; the
+command itself is tested in tests/test_config.py and tests/test_deploy_command.py), starts gunicorn
 on a free loopback port with the suite's configuration (A or B) plus ``env``, waits until
 ``/ping`` answers, and stops it with SIGTERM at the end of the test (checking that it exits 0).
 """
@@ -127,14 +128,27 @@ def start_gunicorn(env: dict[str, str], log_path: Path) -> subprocess.Popen[byte
 
 
 def upgrade_database(env: dict[str, str]) -> None:
-    """`flask db upgrade` on the database the server of ``env`` will use, in this process."""
-    settings = {**refapi_config.from_environment(env), "REDIS_URL": "", "STATBEL_URL": ""}
+    """The migrations of `flask db upgrade`, on the database of the server of ``env``.
+
+    Run in this process, by an app of ``env``'s settings alone (every setting given, so that
+    none comes from this process's own environment), without Redis: nothing is cached.
+    """
+    settings = {
+        **refapi_config.defaults(),
+        **refapi_config.from_environment(env),
+        "REDIS_URL": "",
+        "STATBEL_URL": "",
+    }
     app = create_app(settings)
     with app.app_context():
-        flask_migrate.upgrade(directory=str(PROJECT_ROOT / "migrations"))
-        db.session.remove()
-        for engine in db.engines.values():
-            engine.dispose()
+        try:
+            flask_migrate.upgrade(directory=str(PROJECT_ROOT / "migrations"))
+        except SystemExit:  # flask_migrate logs the reason and exits
+            pytest.fail("the migrations failed: see the captured log")
+        finally:
+            db.session.remove()
+            for engine in db.engines.values():
+                engine.dispose()
 
 
 def settings_env(config: dict[str, Any]) -> dict[str, str]:
