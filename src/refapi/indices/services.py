@@ -199,7 +199,10 @@ def _refresh_holding_lease(*, path: str | None) -> RefreshOutcome:
         # A bug: it propagates, with its traceback. Its record still ends, saying so, rather
         # than staying "started" for ever in the history of refreshes.
         db.session.rollback()
-        record.error = f"an unexpected {type(error).__name__}: see the server's log"
+        record.error = (
+            f"an unexpected {type(error).__name__} (a bug): its traceback is in the server's "
+            "log, or in the output of the command that ran the refresh"
+        )
         record.finished_at = utcnow()
         try:
             db.session.commit()
