@@ -7,6 +7,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
+from refapi.auth import KeyRing
 from refapi.extensions import db
 from refapi.store import services
 from refapi.store.models import MAX_VERSION, Entry
@@ -417,3 +418,29 @@ def test_a_time_near_the_year_9999_reads_back_whatever_the_sessions_default_zone
     read = app.test_client().get("/get/late", headers={"X-API-Key": TEST_KEY})
     assert read.status_code == 200
     assert read.get_json()["created_at"] == "9999-12-31T23:30:00+00:00"
+
+
+def test_an_import_names_the_clients_no_configured_key_belongs_to(runner, tmp_path):
+    # A backup restored before its client's key is configured, or a client name mistyped: the
+    # entries are stored, and nothing said that no request could read them.
+    lines = (
+        '{"client": "tester", "key": "k", "value": 1}\n'
+        '{"client": "testr", "key": "k", "value": 1}\n'
+        '{"client": "gone", "key": "k", "value": 1}\n'
+    )
+    result = import_lines(runner, tmp_path, lines)
+    assert result.exit_code == 0, result.output
+    assert "Imported 3 entries." in result.output
+    assert "no configured API key belongs to 'gone', 'testr':" in result.output
+    known = import_lines(runner, tmp_path, '{"client": "other", "key": "k", "value": 1}\n')
+    assert known.exit_code == 0, known.output
+    assert "Warning" not in known.output
+
+
+def test_an_import_run_without_keys_says_nothing_of_them(app, runner, monkeypatch, tmp_path):
+    # A flask command needs no keys (its key ring is then empty): it cannot tell whose are
+    # missing, and warning of every client would be noise.
+    monkeypatch.setitem(app.extensions, "refapi.keyring", KeyRing(()))
+    result = import_lines(runner, tmp_path, '{"client": "gone", "key": "k", "value": 1}\n')
+    assert result.exit_code == 0, result.output
+    assert "Warning" not in result.output

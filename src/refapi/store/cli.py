@@ -132,7 +132,24 @@ def import_command(file: IO[bytes], client: str | None, replace: bool) -> None:
     except IntegrityError:
         _fail(["A key was created while importing."], "Nothing was imported; run it again.")
     click.echo(f"Imported {counted(len(entries), 'entry', 'entries')}.", err=True)
+    _warn_of_keyless_clients({entry["client"] for entry in entries})
     require_invalidated("The entries are imported")
+
+
+def _warn_of_keyless_clients(clients: set[str]) -> None:
+    """Say which imported clients no configured API key names: no one can read their entries.
+
+    A backup restored where a client's key is not (yet) configured, or a client name mistyped.
+    Silent when this command was given no keys at all (a flask command needs none).
+    """
+    known = current_app.extensions["refapi.keyring"].clients
+    keyless = sorted(clients - known)
+    if known and keyless:
+        click.echo(
+            f"Warning: no configured API key belongs to {', '.join(map(repr, keyless))}: "
+            "the entries are stored, but no request can read them until such a key is configured.",
+            err=True,
+        )
 
 
 def _parse(
