@@ -285,9 +285,9 @@ def peer(ctx: Context, backend: backends.Backend) -> dict[str, Any]:
         log_path=ctx.log_path(f"peer-{backend.name}"),
         ready_path="/ping",
     )
-    # The peer stack's own ceiling: its /ping, which does nothing, on the same server. Set
-    # against the bare Flask /ping, it says how far apart the two stacks are before either app
-    # does any work (report.py's "For scale").
+    # The peer's stack doing nothing: its /ping (a plain `def`, run in FastAPI's thread pool as
+    # its read is), on the same server. Set against the bare Flask /ping, it says how far apart
+    # the two stacks are before either app does any work (report.py's _stack_gap).
     ping = Endpoint(
         "peer-ping",
         "FastAPI peer GET /ping",

@@ -17,8 +17,6 @@ from typing import Any, ClassVar
 import pytest
 from harness import bench, data, inprocess, report, servers, wrk
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
-
 
 def test_summarise_counts_every_status_and_only_socket_failures_as_socket_errors():
     raw = {
@@ -278,25 +276,60 @@ def test_the_endpoint_names_are_the_endpoints_the_benchmark_loads(tmp_path):
     assert Path(wrk.LUA_SCRIPT).is_file()
 
 
-def test_the_report_sets_the_two_stacks_ceilings_side_by_side():
-    results = json.loads((RESULTS / "benchmark.json").read_text())
-    for each in results["configurations"].values():
-        each.get("peer", {}).pop("ping", None)
-    config = results["configurations"]["B"]
-    bare = config["ceiling"]["requests_per_second"]
-    config["peer"]["ping"] = {
-        **config["ceiling"]["before"],
-        "requests_per_second": bare * 1.25,
-        "ratio_to_bare_ping": 1.25,
+def _load(rps: float) -> dict[str, Any]:
+    """One load's entry, as bench.measure returns it."""
+    return {
+        "available": True,
+        "requests_per_second": rps,
+        "latency_ms": {"p50": 1.0, "p99": 2.0},
+        "statuses": {"200": int(rps * 10)},
+        "socket_errors": 0,
+        "non_2xx": 0,
+        "unexpected": 0,
     }
-    text = report.markdown(results)
-    peer_read = config["peer"]["requests_per_second"] / bare
-    assert "FastAPI peer: GET /ping (the peer stack's ceiling) | " in text
+
+
+def _results(*, peer_ping: float | None, drift: float = 0.0) -> dict[str, Any]:
+    peer = {**_load(1100.0), "ratio_to_bare_ping": 1.1}
+    if peer_ping is not None:
+        peer["ping"] = {**_load(peer_ping), "ratio_to_bare_ping": peer_ping / 1000}
+    config = {
+        "description": "test",
+        "ceiling": {
+            "before": _load(1000.0),
+            "after": _load(1000.0),
+            "requests_per_second": 1000.0,
+            "drift": drift,
+        },
+        "endpoints": [],
+        "peer": peer,
+    }
+    meta = {
+        "started_at": "now",
+        "commit": "0" * 40,
+        "branch": "main",
+        "dirty": False,
+        "cpus": 2,
+        "python": "3",
+        "wrk": "wrk",
+        "load_average_before": 0.0,
+    }
+    settings = {"connections": 32, "wrk_threads": 1, "warmup": 1, "duration": 1}
+    results = {"meta": meta, "settings": settings, "configurations": {"B": config}}
+    results["goals"] = report.goals(results)
+    return results
+
+
+def test_the_report_sets_the_two_stacks_ceilings_side_by_side():
+    text = report.markdown(_results(peer_ping=1250.0))
+    assert "| FastAPI peer: GET /ping (its stack, no work) | 1,250 | 1.25 |" in text
     assert (
-        "in B: the bare Flask /ping under gunicorn ran at 0.800 x the FastAPI peer's own /ping "
-        f"under uvicorn, and the peer's SQLite read at {peer_read:.3f} x the bare Flask /ping"
-        in text
+        "The two stacks side by side, in B: the bare Flask /ping under gunicorn ran at 0.800 x "
+        "the FastAPI peer's own /ping under uvicorn, and the peer's SQLite read at 1.100 x the "
+        "bare Flask /ping." in text
     )
+    assert "Unreliable" not in text
+    noisy = report.markdown(_results(peer_ping=1250.0, drift=0.3))
+    assert "(Unreliable: the ceiling moved during these loads.) The two stacks" in noisy
     # A run without the peer's /ping (an earlier benchmark.json) says nothing of it.
-    del config["peer"]["ping"]
-    assert "peer stack's ceiling" not in report.markdown(results)
+    assert "FastAPI peer: GET /ping" not in report.markdown(_results(peer_ping=None))

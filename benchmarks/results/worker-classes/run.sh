@@ -11,7 +11,9 @@ bin="$bench/.venv/bin"
 apps="$bench/apps"
 rounds="${1:-3}"
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+pid=""
+# Whatever stops the script (a failed load, Ctrl-C) stops the server under load too.
+trap '[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 # Not the project root: gunicorn would read its gunicorn.conf.py there.
 cd "$work"
 "$bin/python" -c "import gevent" 2>/dev/null || {
@@ -19,15 +21,28 @@ cd "$work"
   exit 1
 }
 
+answers() { curl -fs --max-time 5 -o /dev/null "http://127.0.0.1:$1/ping"; }
+
 load() { # name port command...: start, warm up 2 s, measure 10 s with 32 connections, stop
-  local name=$1 port=$2
+  local name=$1
+  port=$2 # read by gunicorn_with
   shift 2
+  if answers "$port"; then
+    echo "something already answers on port $port: stop it first" >&2
+    exit 1
+  fi
   "$@" >"$work/$name.log" 2>&1 &
-  local pid=$!
+  pid=$!
   for _ in $(seq 100); do
-    curl -fs -o /dev/null "http://127.0.0.1:$port/ping" && break
+    answers "$port" && break
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
+  if ! answers "$port"; then
+    echo "$name did not start:" >&2
+    cat "$work/$name.log" >&2
+    exit 1
+  fi
   wrk -t1 -c32 -d2s "http://127.0.0.1:$port/ping" >/dev/null
   wrk -t1 -c32 -d10s "http://127.0.0.1:$port/ping" >"$work/wrk.txt"
   local failures
@@ -36,7 +51,8 @@ load() { # name port command...: start, warm up 2 s, measure 10 s with 32 connec
     "$(awk '/Requests\/sec/ {print $2}' "$work/wrk.txt")" "${failures:-none}"
   kill -TERM "$pid"
   wait "$pid" 2>/dev/null || true
-  if curl -s -o /dev/null "http://127.0.0.1:$port/ping"; then
+  pid=""
+  if answers "$port"; then
     echo "$name is still answering after SIGTERM" >&2
     exit 1
   fi
@@ -51,9 +67,9 @@ gunicorn_with() { # worker-class args...: the bare Flask app, 2 workers, an acce
 echo "$(date -u +%FT%TZ), $(nproc) CPUs, wrk 32 connections, 1 thread, 10 s per load"
 for round in $(seq "$rounds"); do
   echo "round $round"
-  port=18101 load "gunicorn gthread 2x4" 18101 gunicorn_with -k gthread --threads 4
-  port=18102 load "gunicorn gevent 2" 18102 gunicorn_with -k gevent
-  port=18103 load "gunicorn sync 2 (no keep-alive)" 18103 gunicorn_with -k sync
+  load "gunicorn gthread 2x4" 18101 gunicorn_with -k gthread --threads 4
+  load "gunicorn gevent 2" 18102 gunicorn_with -k gevent
+  load "gunicorn sync 2 (no keep-alive)" 18103 gunicorn_with -k sync
   PEER_DATABASE="$work/peer.db" PEER_API_KEY=unused \
     load "uvicorn FastAPI 2" 18104 exec "$bin/uvicorn" --app-dir "$apps" --host 127.0.0.1 \
     --port 18104 --workers 2 peer_fastapi:app
