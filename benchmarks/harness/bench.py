@@ -257,6 +257,7 @@ def ceiling(
         app=app,
         env=ctx.env(**backend.env),
         log_path=ctx.log_path(f"{name}-{backend.name}"),
+        extra_args=ctx.settings.worker_args,
     )
     with servers.running(server):
         return measure(server, ctx, ping, tag=f"{backend.name}-{name}")
@@ -310,8 +311,11 @@ def peer(ctx: Context, backend: backends.Backend) -> dict[str, Any]:
 
 def run_configuration(ctx: Context, backend: backends.Backend, log: Any) -> dict[str, Any]:
     env = ctx.env(**backend.env)
+    description = backend.description
+    if ctx.settings.worker_class:
+        description += f"; gunicorn's {ctx.settings.worker_class} workers, not refapi's own"
     report: dict[str, Any] = {
-        "description": backend.description,
+        "description": description,
         "workers": backend.workers,
         "threads": backend.threads,
     }
@@ -342,6 +346,7 @@ def run_configuration(ctx: Context, backend: backends.Backend, log: Any) -> dict
         app="wsgi:app",
         env=env,
         log_path=ctx.log_path(f"refapi-{backend.name}"),
+        extra_args=ctx.settings.worker_args,
     )
     with servers.running(server):
         if seed.get("store", {}).get("status") == "unavailable":

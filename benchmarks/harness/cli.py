@@ -78,6 +78,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=4, help="gthread threads per worker")
     parser.add_argument("--workers-b", type=int, default=2, help="workers in configuration B")
     parser.add_argument(
+        "--worker-class",
+        help="gunicorn worker class for refapi and the bare Flask apps instead of refapi's own "
+        "(gunicorn.conf.py's refapi.worker.ThreadWorker), e.g. gevent; the peer is unchanged. "
+        "Not the committed record: results go to results/quick/ unless --output",
+    )
+    parser.add_argument(
         "--study-connections", default="1,8,32,128", help="connection levels of the study"
     )
     parser.add_argument(
@@ -162,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         workers_b=args.workers_b,
         hot_keys=int(preset["hot_keys"]),
         quick=args.quick,
+        worker_class=args.worker_class,
         endpoints=frozenset(name.strip() for name in args.endpoints.split(",") if name.strip())
         if args.endpoints
         else None,
@@ -175,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
     # A run of some endpoints only is not the committed record: it goes where --quick runs go.
-    partial = args.quick or settings.endpoints is not None
+    partial = args.quick or settings.endpoints is not None or args.worker_class is not None
     output = args.output or (BENCHMARKS / "results" / ("quick" if partial else ""))
     output.mkdir(parents=True, exist_ok=True)
     project_root = args.project_root.resolve()
@@ -250,6 +257,8 @@ def smoke_reason(ctx: Context, results: dict[str, Any], note: str) -> str | None
         reasons.append("a --quick run (short loads)")
     if ctx.settings.endpoints is not None:
         reasons.append("only these endpoints: " + ", ".join(sorted(ctx.settings.endpoints)))
+    if ctx.settings.worker_class:
+        reasons.append(f"gunicorn's {ctx.settings.worker_class} workers, not refapi's own")
     missing = sorted(
         {
             entry["label"]
@@ -277,6 +286,7 @@ def run_benchmark(
             "timeout": settings.timeout,
             "hot_keys": settings.hot_keys,
             "endpoints": sorted(settings.endpoints) if settings.endpoints is not None else None,
+            "worker_class": settings.worker_class,
         },
         "configurations": {},
     }

@@ -29,6 +29,12 @@ class Settings:
     quick: bool
     # Names of the refapi endpoints to load (None: all of them).
     endpoints: frozenset[str] | None = None
+    # gunicorn's worker class for refapi and the bare apps (None: gunicorn.conf.py's, refapi's).
+    worker_class: str | None = None
+
+    @property
+    def worker_args(self) -> tuple[str, ...]:
+        return ("--worker-class", self.worker_class) if self.worker_class else ()
 
 
 @dataclass

@@ -15,7 +15,8 @@ from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
-from harness import bench, data, inprocess, report, servers, wrk
+from harness import bench, cli, data, inprocess, report, servers, wrk
+from harness.context import Settings
 
 
 def test_summarise_counts_every_status_and_only_socket_failures_as_socket_errors():
@@ -333,3 +334,28 @@ def test_the_report_sets_the_two_stacks_ceilings_side_by_side():
     assert "(Unreliable: the ceiling moved during these loads.) The two stacks" in noisy
     # A run without the peer's /ping (an earlier benchmark.json) says nothing of it.
     assert "FastAPI peer: GET /ping" not in report.markdown(_results(peer_ping=None))
+
+
+def _settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "duration": 1.0,
+        "warmup": 0.0,
+        "connections": 32,
+        "wrk_threads": 1,
+        "timeout": 5.0,
+        "threads": 4,
+        "workers_b": 2,
+        "hot_keys": 10,
+        "quick": False,
+    }
+    return Settings(**{**values, **overrides})
+
+
+def test_another_worker_class_is_passed_to_gunicorn_and_marks_the_run_as_not_the_record():
+    own = _settings()
+    assert own.worker_args == ()
+    assert cli.smoke_reason(SimpleNamespace(settings=own), {"configurations": {}}, "") is None
+    gevent = _settings(worker_class="gevent")
+    assert gevent.worker_args == ("--worker-class", "gevent")
+    reason = cli.smoke_reason(SimpleNamespace(settings=gevent), {"configurations": {}}, "")
+    assert reason == "gunicorn's gevent workers, not refapi's own"
