@@ -3,13 +3,17 @@
 # how it compares with the FastAPI peer's own /ping under uvicorn: the ceilings of the stacks,
 # interleaved round by round on one machine. Needs benchmarks/.venv (`benchmarks/run --help`
 # makes it), gevent in it (`benchmarks/.venv/bin/pip install gevent==26.9.0`) and wrk.
-#   benchmarks/results/worker-classes/run.sh [rounds] > benchmarks/results/worker-classes/run.txt
+#   benchmarks/results/worker-classes/run.sh [rounds [workers]] > benchmarks/results/worker-classes/run.txt
+# With more than one worker, uvicorn's share one listening socket and the kernel may give one of
+# them most of wrk's kept-alive connections (gunicorn's each have their own, reuse_port): one
+# worker each compares the stacks without that luck.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 bench="$(cd "$here/../.." && pwd)"
 bin="$bench/.venv/bin"
 apps="$bench/apps"
 rounds="${1:-3}"
+workers="${2:-2}"
 work="$(mktemp -d)"
 pid=""
 # Whatever stops the script (a failed load, Ctrl-C) stops the server under load too.
@@ -60,17 +64,17 @@ load() { # name port command...: start, warm up 2 s, measure 10 s with 32 connec
 
 gunicorn_with() { # worker-class args...: the bare Flask app, 2 workers, an access log as refapi's
   # exec: the background job's pid is gunicorn's own, for load() to stop it.
-  exec "$bin/gunicorn" --chdir "$apps" -b "127.0.0.1:$port" -w 2 --reuse-port \
+  exec "$bin/gunicorn" --chdir "$apps" -b "127.0.0.1:$port" -w "$workers" --reuse-port \
     --access-logfile "$work/access.log" "$@" bare_flask:app
 }
 
-echo "$(date -u +%FT%TZ), $(nproc) CPUs, wrk 32 connections, 1 thread, 10 s per load"
+echo "$(date -u +%FT%TZ), $(nproc) CPUs, $workers worker(s) each, wrk 32 connections, 1 thread, 10 s per load"
 for round in $(seq "$rounds"); do
   echo "round $round"
-  load "gunicorn gthread 2x4" 18101 gunicorn_with -k gthread --threads 4
-  load "gunicorn gevent 2" 18102 gunicorn_with -k gevent
-  load "gunicorn sync 2 (no keep-alive)" 18103 gunicorn_with -k sync
+  load "gunicorn gthread ${workers}x4" 18101 gunicorn_with -k gthread --threads 4
+  load "gunicorn gevent $workers" 18102 gunicorn_with -k gevent
+  load "gunicorn sync $workers (no keep-alive)" 18103 gunicorn_with -k sync
   PEER_DATABASE="$work/peer.db" PEER_API_KEY=unused \
-    load "uvicorn FastAPI 2" 18104 exec "$bin/uvicorn" --app-dir "$apps" --host 127.0.0.1 \
-    --port 18104 --workers 2 peer_fastapi:app
+    load "uvicorn FastAPI $workers" 18104 exec "$bin/uvicorn" --app-dir "$apps" --host 127.0.0.1 \
+    --port 18104 --workers "$workers" peer_fastapi:app
 done
