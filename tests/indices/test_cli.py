@@ -201,6 +201,31 @@ def test_a_database_error_while_storing_is_its_first_line_only(app, runner, monk
     assert "DETAIL" not in caplog.text
 
 
+def test_a_database_that_goes_away_while_storing_still_gets_its_reason_said(
+    app, runner, monkeypatch, caplog
+):
+    # The database fails the import, then the commit that would end its record: the command
+    # still says why the refresh failed, instead of a traceback of the second failure.
+    cause = RuntimeError("server closed the connection unexpectedly")
+
+    def gone(*_args, **_kwargs):
+        def refused():
+            raise sa.exc.OperationalError("COMMIT", {}, cause)
+
+        monkeypatch.setattr(db.session, "commit", refused)
+        raise sa.exc.OperationalError("SELECT ...", {}, cause)
+
+    monkeypatch.setattr(services, "_store", gone)
+    result = runner.invoke(args=["indices", "refresh"])
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit)  # a refusal, not a traceback
+    assert "refresh failed, stored data unchanged" in result.output
+    assert "failed: RuntimeError: server closed the connection unexpectedly" in caplog.text
+    monkeypatch.undo()
+    (unfinished,) = _refreshes(app)
+    assert unfinished.finished_at is None
+
+
 def test_refresh_without_an_upstream_address_asks_for_a_file(make_indices_app, caplog):
     runner = make_indices_app(STATBEL_URL="").test_cli_runner()
     result = runner.invoke(args=["indices", "refresh"])

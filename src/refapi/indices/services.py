@@ -185,30 +185,20 @@ def _refresh_holding_lease(*, path: str | None) -> RefreshOutcome:
         record.finished_at = utcnow()
         db.session.commit()
     except (statbel.StatbelError, SQLAlchemyError) as error:
-        db.session.rollback()
         reason = str(error) if isinstance(error, statbel.StatbelError) else database_cause(error)
         # Not logged below the level configured (REFAPI_LOG_LEVEL=ERROR): the caller says it.
         logged = logger.isEnabledFor(logging.WARNING)
         logger.warning("health index refresh from %s failed: %s", source, reason)
-        record.error = reason
-        record.finished_at = utcnow()
-        db.session.commit()
-        _forget_refresh_times()
+        _end_failed(record, reason)
         raise RefreshFailed(reason, logged=logged) from None
     except Exception as error:
         # A bug: it propagates, with its traceback. Its record still ends, saying so, rather
         # than staying "started" for ever in the history of refreshes.
-        db.session.rollback()
-        record.error = (
+        _end_failed(
+            record,
             f"an unexpected {type(error).__name__} (a bug): its traceback is in the server's "
-            "log, or in the output of the command that ran the refresh"
+            "log, or in the output of the command that ran the refresh",
         )
-        record.finished_at = utcnow()
-        try:
-            db.session.commit()
-        except SQLAlchemyError:
-            db.session.rollback()
-        _forget_refresh_times()
         raise
     _invalidate()
     logger.info(
@@ -219,6 +209,22 @@ def _refresh_holding_lease(*, path: str | None) -> RefreshOutcome:
         outcome.latest_month,
     )
     return outcome
+
+
+def _end_failed(record: Refresh, reason: str) -> None:
+    """End a failed refresh's record with its reason, after rolling back what it stored.
+
+    A database that cannot take even that (it is down) leaves the record unfinished: the
+    failure the caller is about to report matters more than the record of it.
+    """
+    db.session.rollback()
+    record.error = reason
+    record.finished_at = utcnow()
+    try:
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+    _forget_refresh_times()
 
 
 def _read_file(path: str, *, max_bytes: int) -> bytes:
