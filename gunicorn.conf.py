@@ -38,8 +38,9 @@ except refapi_config.ConfigError as error:
     sys.exit(f"refapi cannot start: {error}")
 
 bind = _settings["BIND"]
-# gthread, with gunicorn's own error pages (a malformed request) in the API's error format.
-worker_class = "refapi.worker.ThreadWorker"
+# gthread or gevent (REFAPI_WORKER_CLASS), with gunicorn's own error pages (a malformed
+# request) in the API's error format: refapi/worker.py.
+worker_class = refapi_config.WORKER_CLASSES[_settings["WORKER_CLASS"]]
 workers = _settings["WORKERS"] or (os.cpu_count() or 1)
 threads = _settings["THREADS"]
 timeout = _settings["WORKER_TIMEOUT"]

@@ -152,11 +152,13 @@ def redis_prefix(services: dict[str, str]) -> Iterator[str]:
 def services_config(
     services: dict[str, str], postgres_url: str, redis_prefix: str
 ) -> dict[str, Any]:
-    """Configuration B's settings for this test, whatever the suite's configuration."""
+    """Configuration B's settings for this test, whatever the suite's configuration: as in
+    compose.yaml, gevent workers (the real-server tests run under them)."""
     return {
         "DATABASE_URL": postgres_url,
         "REDIS_URL": services["redis"],
         "CACHE_KEY_PREFIX": redis_prefix,
+        "WORKER_CLASS": "gevent",
     }
 
 

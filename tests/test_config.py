@@ -80,6 +80,8 @@ def test_an_invalid_environment_value_refuses_to_start_naming_the_variable(varia
         ("REFAPI_WORKERS", "abc", "whole number in digits 0-9, without a unit, got 'abc'"),
         ("REFAPI_WORKERS", "\uff12", "whole number in digits 0-9"),
         ("REFAPI_THREADS", "1_0", "whole number in digits 0-9"),
+        ("REFAPI_WORKER_CLASS", "eventlet", "expected gthread or gevent, got 'eventlet'"),
+        ("REFAPI_DATABASE_POOL_SIZE", "0", "positive whole number"),
         ("REFAPI_BIND", "127.0.0.1:\uff15\uff10\uff10\uff10", "host:port"),
         ("REFAPI_STATBEL_URL", "ftp://x", "http:// or https:// URL, or empty"),
         ("REFAPI_STATBEL_URL", "statbel.fgov.be/file.zip", "http:// or https:// URL"),

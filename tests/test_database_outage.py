@@ -126,7 +126,7 @@ def test_a_write_to_a_sqlite_database_locked_past_the_busy_timeout_is_503(
     monkeypatch.setattr(
         app_module,
         "_engine_options",
-        lambda url: {**engine_options(url), "connect_args": {"timeout": 0.05}},
+        lambda url, **kwargs: {**engine_options(url, **kwargs), "connect_args": {"timeout": 0.05}},
     )
     path = tmp_path / "locked.sqlite3"
     client = make_app(DATABASE_URL=f"sqlite:///{path}", REDIS_URL="").test_client()

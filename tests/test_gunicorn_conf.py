@@ -205,3 +205,11 @@ def test_workers_without_redis_are_warned_of_as_gunicorn_runs_them(
     _, lines = error_log
     settings["when_ready"](SimpleNamespace(cfg=configured(settings, **command_line)))
     assert any("2 workers share no cache" in line for line in lines) is warned
+
+
+def test_the_worker_class_is_refapis_own_gthread_or_gevent(monkeypatch):
+    assert gunicorn_settings(monkeypatch)["worker_class"] == "refapi.worker.ThreadWorker"
+    assert (
+        gunicorn_settings(monkeypatch, WORKER_CLASS="gevent")["worker_class"]
+        == "refapi.gevent_worker.GeventWorker"
+    )

@@ -134,3 +134,12 @@ def test_a_read_is_run_again_only_when_its_connection_was_dropped(app, monkeypat
             with pytest.raises(sa.exc.OperationalError):
                 read_rows(_COUNT, {})
     assert len(calls) == (2 if retried else 1)
+
+
+@pytest.mark.services
+def test_each_postgresql_pool_keeps_the_connections_it_is_told_to(make_app, services_config):
+    # gevent workers serve more requests at once than gthread's threads: their pools are sized.
+    app = make_app(**services_config, DATABASE_POOL_SIZE=17)
+    with app.app_context():
+        assert db.engine.pool.size() == 17
+        assert db.engines[READS_BIND].pool.size() == 17

@@ -16,7 +16,8 @@ from gunicorn.http import errors as http_errors
 from gunicorn.http.parser import RequestParser
 
 from refapi.errors import problem_type
-from refapi.worker import ThreadWorker
+from refapi.gevent_worker import GeventWorker
+from refapi.worker import ProblemPages, ThreadWorker
 
 
 class Log:
@@ -29,17 +30,18 @@ class Log:
     warning = exception = debug = _record
 
 
-@pytest.fixture
-def worker() -> ThreadWorker:
+@pytest.fixture(params=[ThreadWorker, GeventWorker], ids=["gthread", "gevent"])
+def worker(request: pytest.FixtureRequest) -> ProblemPages:
     # Only what handle_error uses: no process, no sockets of its own.
-    found = ThreadWorker.__new__(ThreadWorker)
+    found = request.param.__new__(request.param)
     found.cfg, found.log = Config(), Log()
     return found
 
 
-def refused(worker: ThreadWorker, exc: Exception) -> tuple[str, dict[str, str], dict]:
+def refused(worker: ProblemPages, exc: Exception) -> tuple[str, dict[str, str], dict]:
     server, client = socket.socketpair()
     with server, client:
+        client.shutdown(socket.SHUT_WR)  # the request is all sent: a closing server reads no more
         worker.handle_error(None, server, ("127.0.0.1", 5000), exc)
         server.close()
         received = b""

@@ -1,8 +1,9 @@
 """Configurations A and B: where refapi keeps its data and cache during a run, and their seeding.
 
 A: SQLite in the run's work folder, SimpleCache, one worker with threads.
-B: PostgreSQL in a schema of its own, Redis under a key prefix of its own, two workers. Both are
-removed when the configuration's loads are done, so runs never see each other's data.
+B: PostgreSQL in a schema of its own, Redis under a key prefix of its own, two workers, gevent as
+in compose.yaml (``b_worker_class``). Both are removed when the configuration's loads are done,
+so runs never see each other's data.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import redis
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Configuration B's worker class and pool size, as compose.yaml serves refapi in production.
+B_WORKER_CLASS = "gevent"
+B_POOL_SIZE = 20
 OUTPUT_TAIL_LINES = 12
 
 
@@ -52,7 +56,9 @@ def configuration_a(workdir: Path, *, threads: int) -> Backend:
     )
 
 
-def configuration_b(*, database_url: str, redis_url: str, workers: int, threads: int) -> Backend:
+def configuration_b(
+    *, database_url: str, redis_url: str, workers: int, threads: int, worker_class: str
+) -> Backend:
     run_id = uuid.uuid4().hex[:12]
     schema = f"refapi_bench_{run_id}"
     prefix = f"refapi-bench-{run_id}:"
@@ -77,13 +83,19 @@ def configuration_b(*, database_url: str, redis_url: str, workers: int, threads:
     url = database_url.replace("postgresql://", "postgresql+psycopg://", 1)
     return Backend(
         name="B",
-        description=(f"PostgreSQL, Redis, {workers} gthread workers x {threads} threads"),
+        description=(
+            f"PostgreSQL, Redis, {workers} gthread workers x {threads} threads"
+            if worker_class == "gthread"
+            else f"PostgreSQL, Redis, {workers} {worker_class} workers, pools of {B_POOL_SIZE}"
+        ),
         env={
             "REFAPI_DATABASE_URL": f"{url}{separator}options={options}",
             "REFAPI_REDIS_URL": redis_url,
             "REFAPI_CACHE_KEY_PREFIX": prefix,
             "REFAPI_WORKERS": str(workers),
             "REFAPI_THREADS": str(threads),
+            "REFAPI_WORKER_CLASS": worker_class,
+            "REFAPI_DATABASE_POOL_SIZE": str(B_POOL_SIZE),
         },
         workers=workers,
         threads=threads,

@@ -302,6 +302,8 @@ def peer(ctx: Context, backend: backends.Backend) -> dict[str, Any]:
         if unavailable:
             return {"available": False, "reason": unavailable}
         result = measure(server, ctx, endpoint, tag=f"{backend.name}-peer")
+        if ctx.settings.quick:  # a smoke run: the two stacks' ceilings are for the full one
+            return {"available": True, **result}
         return {
             "available": True,
             **result,

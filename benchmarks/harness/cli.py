@@ -78,9 +78,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=4, help="gthread threads per worker")
     parser.add_argument("--workers-b", type=int, default=2, help="workers in configuration B")
     parser.add_argument(
+        "--b-worker-class",
+        choices=("gevent", "gthread"),
+        default=backends.B_WORKER_CLASS,
+        help="REFAPI_WORKER_CLASS in configuration B (default gevent, as compose.yaml); "
+        "A is always gthread",
+    )
+    parser.add_argument(
         "--worker-class",
         help="gunicorn worker class for refapi and the bare Flask apps instead of refapi's own "
-        "(gunicorn.conf.py's refapi.worker.ThreadWorker), e.g. gevent; the peer is unchanged. "
+        "(REFAPI_WORKER_CLASS's, refapi/worker.py), e.g. gevent; the peer is unchanged. "
         "Not the committed record: results go to results/quick/ unless --output",
     )
     parser.add_argument(
@@ -169,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         hot_keys=int(preset["hot_keys"]),
         quick=args.quick,
         worker_class=args.worker_class,
+        b_worker_class=args.b_worker_class,
         endpoints=frozenset(name.strip() for name in args.endpoints.split(",") if name.strip())
         if args.endpoints
         else None,
@@ -287,6 +295,7 @@ def run_benchmark(
             "hot_keys": settings.hot_keys,
             "endpoints": sorted(settings.endpoints) if settings.endpoints is not None else None,
             "worker_class": settings.worker_class,
+            "b_worker_class": settings.b_worker_class,
         },
         "configurations": {},
     }
@@ -324,5 +333,6 @@ def make_backend(ctx: Context, name: str) -> backends.Backend:
             redis_url=ctx.redis_url,
             workers=ctx.settings.workers_b,
             threads=ctx.settings.threads,
+            worker_class=ctx.settings.b_worker_class,
         )
     raise SystemExit(f"unknown configuration {name!r}: A or B")

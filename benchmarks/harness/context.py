@@ -31,6 +31,8 @@ class Settings:
     endpoints: frozenset[str] | None = None
     # gunicorn's worker class for refapi and the bare apps (None: gunicorn.conf.py's, refapi's).
     worker_class: str | None = None
+    # REFAPI_WORKER_CLASS in configuration B (A is always refapi's gthread).
+    b_worker_class: str = "gevent"
 
     @property
     def worker_args(self) -> tuple[str, ...]:

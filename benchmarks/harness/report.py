@@ -163,8 +163,9 @@ def _cpu_table(config: dict[str, Any]) -> list[str]:
         *((f"bare Flask /ping ({when})", ceiling[when]) for when in ("before", "after")),
         *((entry["label"], entry) for entry in config["endpoints"]),
         ("FastAPI peer: GET /get/<key> (SQLite row)", config["peer"]),
-        *_peer_ping(config),
     ]
+    if (ping := _peer_ping(config)) is not None:
+        entries.append((PEER_PING_LABEL, ping))
     if "redis_floor" in config:
         entries.insert(2, (REDIS_FLOOR_LABEL, config["redis_floor"]))
     rows = [row for row in (_cpu_row(label, entry) for label, entry in entries) if row]
@@ -216,7 +217,8 @@ def markdown(results: dict[str, Any]) -> str:
         for entry in config["endpoints"]:
             lines.append(_row(entry["label"], entry))
         lines.append(_row("FastAPI peer: GET /get/<key> (SQLite row)", config["peer"]))
-        lines += [_row(label, entry) for label, entry in _peer_ping(config)]
+        if (ping := _peer_ping(config)) is not None:
+            lines.append(_row(PEER_PING_LABEL, ping))
         lines += [
             "",
             f"Ceiling: {ceiling['requests_per_second']:,.0f} req/s; it moved by "
@@ -270,20 +272,19 @@ def markdown(results: dict[str, Any]) -> str:
 PEER_PING_LABEL = "FastAPI peer: GET /ping (its stack, no work)"
 
 
-def _peer_ping(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def _peer_ping(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The load of the peer's own /ping, when it was measured."""
     peer = config.get("peer", {})
-    return [(PEER_PING_LABEL, peer["ping"])] if peer.get("available") and "ping" in peer else []
+    return peer["ping"] if peer.get("available") and "ping" in peer else None
 
 
 def _stack_gap(label: str, config: dict[str, Any]) -> str | None:
     """The two stacks' ceilings side by side, and what being ahead of the peer would take."""
-    peer = config.get("peer", {})
+    peer, ping = config.get("peer", {}), _peer_ping(config)
     bare = config.get("ceiling", {}).get("requests_per_second")
-    if not (peer.get("available") and "ping" in peer and bare):
+    if not (ping and bare and ping["requests_per_second"]):
         return None
-    peer_ping = peer["ping"]["requests_per_second"]
-    if not peer_ping:
-        return None
+    peer_ping = ping["requests_per_second"]
     noisy = (config["ceiling"].get("drift") or 0) > NOISY_DRIFT
     return ("(Unreliable: the ceiling moved during these loads.) " if noisy else "") + (
         f"The two stacks side by side, in {label}: the bare Flask /ping under gunicorn ran at "
@@ -314,7 +315,7 @@ def chart(path: Path, results: dict[str, Any]) -> None:
         elif label == "FastAPI peer GET":
             entry = config["peer"] if config["peer"].get("available") else None
         elif label == "FastAPI peer /ping":
-            entry = dict(_peer_ping(config)).get(PEER_PING_LABEL)
+            entry = _peer_ping(config)
         else:
             entry = next(
                 (e for e in config["endpoints"] if e["label"] == label and e.get("available")),

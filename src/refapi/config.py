@@ -82,6 +82,20 @@ def _text(text: str) -> str:
     return text.strip()
 
 
+# gunicorn's worker classes refapi runs under (gunicorn.conf.py), by REFAPI_WORKER_CLASS.
+WORKER_CLASSES = {
+    "gthread": "refapi.worker.ThreadWorker",
+    "gevent": "refapi.gevent_worker.GeventWorker",
+}
+
+
+def _worker_class(text: str) -> str:
+    name = text.strip().lower()
+    if name not in WORKER_CLASSES:
+        raise ValueError(f"expected {' or '.join(WORKER_CLASSES)}, got {text!r}")
+    return name
+
+
 # The database URLs refapi runs on, as the message that says so.
 DATABASE_FORMS = (
     "SQLite (sqlite:///refapi.sqlite3, sqlite:////absolute/path.sqlite3) or PostgreSQL "
@@ -361,10 +375,27 @@ SETTINGS: tuple[Setting, ...] = (
         "(gunicorn) Worker processes; 0: one per CPU core. Use Redis when more than one.",
     ),
     Setting(
+        "WORKER_CLASS",
+        "gthread",
+        _worker_class,
+        "(gunicorn) `gthread`: threads in each worker (`REFAPI_THREADS`), the embedded default. "
+        "`gevent`: a greenlet per connection, for PostgreSQL and Redis (`compose.yaml`): about "
+        "twice the requests per second of gthread on a small machine (`benchmarks/`). Size "
+        "`REFAPI_DATABASE_POOL_SIZE` for it.",
+    ),
+    Setting(
         "THREADS",
         4,
         _positive_int,
         "(gunicorn) Threads per worker (gthread workers).",
+    ),
+    Setting(
+        "DATABASE_POOL_SIZE",
+        5,
+        _positive_int,
+        "PostgreSQL connections each worker keeps open, for reads and for writes each; up to "
+        "10 more are opened for a burst, and closed after. With gevent workers, about the "
+        "requests one worker serves at once (20 in `compose.yaml`).",
     ),
     Setting(
         "WORKER_TIMEOUT",

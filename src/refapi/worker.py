@@ -1,19 +1,22 @@
-"""refapi's gunicorn worker: gthread, answering gunicorn's own errors in the API's error format,
-and saying ``Connection: close`` when it will close the connection.
+"""refapi's gunicorn workers (gthread here, gevent in `refapi.gevent_worker`): gunicorn's own
+errors answered in the API's error format, and ``Connection: close`` said when the worker will
+close the connection.
 
 gunicorn refuses a request it cannot parse (a malformed request line or header, a request line
 or headers over its limits, a chunked body it cannot read) before the app sees it, and answers
 with an HTML page. A client of this API reads ``application/problem+json`` for every error, so
-`ThreadWorker` sends the same status as a problem instead (see `refapi.errors`). gunicorn still
+the worker sends the same status as a problem instead (see `refapi.errors`). gunicorn still
 decides the status, logs the error and writes its access-log line; only the page it would
-send is replaced. `gunicorn.conf.py` selects the worker with ``worker_class``.
+send is replaced. `gunicorn.conf.py` selects the worker with ``worker_class``
+(``REFAPI_WORKER_CLASS``).
 
 An answer the app gives before reading the whole request body (a 413 for a body over the limit;
 a 401, 404 or 415 before the body is looked at) leaves the rest of the body on the connection.
-gunicorn reads and discards it after sending the answer, at most 64 KiB in at most 5 seconds,
-and closes the connection when that is not enough: after an answer that said ``Connection:
-keep-alive``, so the client's next request met a closed connection. Before the answer goes
-out, `ThreadWorker` reads what of the rest has already arrived, without waiting for more: a body
+gunicorn reads and discards it after sending the answer (gthread: at most 64 KiB in at most 5
+seconds; gevent: all of it, however long), and closes the connection when that is not enough:
+after an answer that said ``Connection: keep-alive``, so the client's next request met a closed
+connection. Before the answer goes
+out, the worker reads what of the rest has already arrived, without waiting for more: a body
 that is all there is read and the connection kept; otherwise the answer says ``Connection:
 close``, and gunicorn closes after it, as it would have. The app cannot say it itself:
 gunicorn drops a ``Connection`` header the app sets (hop-by-hop) and closes only on its own
@@ -32,6 +35,7 @@ from typing import Any
 from gunicorn import util
 from gunicorn.http import errors as http_errors
 from gunicorn.http.body import LengthReader
+from gunicorn.workers.base import Worker
 from gunicorn.workers.gthread import ThreadWorker as GthreadWorker
 
 from refapi import errors
@@ -105,16 +109,29 @@ class _Page:
         return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
 
 
-class ThreadWorker(GthreadWorker):
-    """gunicorn's gthread worker: its error pages replaced by problems, and the rest of a request
-    body read before the answer is sent (see the module)."""
+class ProblemPages(Worker):
+    """gunicorn's error pages replaced by problems (see the module)."""
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        page = _Page(client)
+        super().handle_error(req, page, addr, exc)
+        status = page.status()
+        if status is None:
+            return
+        try:
+            util.write_nonblock(client, problem(status, exc))
+        except OSError:  # the client may be gone, as gunicorn says
+            self.log.debug("Failed to send error message.")
+
+
+class ReadsWhatTheAppLeft(Worker):
+    """The rest of a request body read once the app has answered, before the answer is sent
+    (see the module). A worker class sets ``_serving.connection`` while it serves a request:
+    an object with gunicorn's ``parser`` of the request and the client's ``sock``."""
 
     wsgi: Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # The connection each thread is serving an HTTP/1 request on, for the app's wrapper.
-        self._serving = threading.local()
+    # The connection each thread (greenlet) is serving an HTTP/1 request on.
+    _serving: Any
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
@@ -133,13 +150,6 @@ class ThreadWorker(GthreadWorker):
             return answer
 
         self.wsgi = reading_what_the_app_left
-
-    def handle_request(self, req: Any, conn: Any) -> Any:
-        self._serving.connection = conn
-        try:
-            return super().handle_request(req, conn)
-        finally:
-            self._serving.connection = None
 
     @staticmethod
     def _finish_body(conn: Any, responder: Any) -> None:
@@ -168,13 +178,18 @@ class ThreadWorker(GthreadWorker):
         if not finished:
             req.force_close()
 
-    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
-        page = _Page(client)
-        super().handle_error(req, page, addr, exc)
-        status = page.status()
-        if status is None:
-            return
+
+class ThreadWorker(ProblemPages, ReadsWhatTheAppLeft, GthreadWorker):
+    """gunicorn's gthread worker: its error pages replaced by problems, and the rest of a request
+    body read before the answer is sent (see the module)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._serving = threading.local()
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        self._serving.connection = conn
         try:
-            util.write_nonblock(client, problem(status, exc))
-        except OSError:  # the client may be gone, as gunicorn says
-            self.log.debug("Failed to send error message.")
+            return super().handle_request(req, conn)
+        finally:
+            self._serving.connection = None

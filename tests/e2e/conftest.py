@@ -153,7 +153,14 @@ def upgrade_database(env: dict[str, str]) -> None:
 
 def settings_env(config: dict[str, Any]) -> dict[str, str]:
     """REFAPI_* variables for the settings of an app_config-like mapping."""
-    names = ("DATABASE_URL", "REDIS_URL", "CACHE_KEY_PREFIX", "API_KEYS", "INSTANCE_PATH")
+    names = (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "CACHE_KEY_PREFIX",
+        "API_KEYS",
+        "INSTANCE_PATH",
+        "WORKER_CLASS",
+    )
     return {f"REFAPI_{name}": str(config[name]) for name in names if config.get(name) is not None}
 
 

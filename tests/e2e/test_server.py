@@ -14,7 +14,13 @@ import pytest
 import requests
 
 from tests.conftest import API_KEYS, TEST_KEY
-from tests.e2e.conftest import BIN, GUNICORN_ARGS, PROJECT_ROOT, start_gunicorn
+from tests.e2e.conftest import (
+    BIN,
+    GUNICORN_ARGS,
+    PROJECT_ROOT,
+    connect,
+    start_gunicorn,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -209,3 +215,32 @@ def test_a_second_server_on_a_port_in_use_refuses_to_start(serve, host):
         in (second.stderr)
     )
     assert first.get("/ping").status_code == 200
+
+
+def test_a_gevent_worker_serves_other_connections_between_one_connections_requests(serve):
+    # gunicorn serves a kept-alive connection in a loop, and a greenlet runs until it waits: a
+    # connection whose next request was always there already was served to the end while every
+    # other one waited (a p99 of 740 ms under wrk, for a 0.3 ms /ping).
+    server = serve({"REFAPI_WORKER_CLASS": "gevent"})
+    pipelined = 150
+    ping = b"GET /ping HTTP/1.1\r\nHost: x\r\nUser-Agent: %s\r\n"
+    with connect(server) as busy, connect(server) as other:
+        busy.sendall((ping % b"busy" + b"\r\n") * (pipelined - 1))
+        busy.sendall(ping % b"busy" + b"Connection: close\r\n\r\n")
+        received = busy.recv(65536)  # its greenlet is serving them now, the rest received
+        other.sendall(ping % b"other" + b"Connection: close\r\n\r\n")
+        assert _read_to_the_end(other).startswith(b"HTTP/1.1 200 ")
+        received += _read_to_the_end(busy)
+    assert received.count(b"HTTP/1.1 200 ") == pipelined
+    server.stop()
+    # The access log, in the order the answers were sent.
+    agents = re.findall(r'user_agent="(busy|other)"', server.log)
+    assert sorted(agents) == sorted(["busy"] * pipelined + ["other"])
+    assert agents.index("other") < pipelined // 3, agents.index("other")
+
+
+def _read_to_the_end(connection) -> bytes:
+    received = b""
+    while chunk := connection.recv(65536):
+        received += chunk
+    return received
