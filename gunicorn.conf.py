@@ -176,3 +176,9 @@ def when_ready(server):
             "worker leaves old values in the others. Set REFAPI_REDIS_URL, or REFAPI_WORKERS=1.",
             workers,
         )
+    if _settings["WORKER_CLASS"] == "gevent" and _settings["DATABASE_URL"].startswith("sqlite"):
+        logging.getLogger("gunicorn.error").warning(
+            "refapi: gevent workers with SQLite: a wait for SQLite's lock (a write beside a "
+            "`flask store import`) holds every connection of its worker. Use PostgreSQL, or "
+            "REFAPI_WORKER_CLASS=gthread."
+        )

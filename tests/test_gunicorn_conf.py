@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import runpy
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -207,9 +210,64 @@ def test_workers_without_redis_are_warned_of_as_gunicorn_runs_them(
     assert any("2 workers share no cache" in line for line in lines) is warned
 
 
+@pytest.mark.parametrize(
+    ("worker_class", "database", "warned"),
+    [
+        ("gevent", "sqlite:///refapi.sqlite3", True),
+        ("gthread", "sqlite:///refapi.sqlite3", False),
+        ("gevent", "postgresql://refapi@db/refapi", False),
+    ],
+)
+def test_gevent_workers_on_sqlite_are_warned_of(
+    monkeypatch, error_log, tmp_path, worker_class, database, warned
+):
+    # A greenlet waiting for SQLite's lock waits in C: its worker's other connections wait too.
+    settings = gunicorn_settings(
+        monkeypatch,
+        WORKER_CLASS=worker_class,
+        DATABASE_URL=database,
+        INSTANCE_PATH=str(tmp_path),
+        WORKERS="1",
+    )
+    _, lines = error_log
+    settings["when_ready"](SimpleNamespace(cfg=configured(settings)))
+    assert any("gevent workers with SQLite" in line for line in lines) is warned
+
+
 def test_the_worker_class_is_refapis_own_gthread_or_gevent(monkeypatch):
     assert gunicorn_settings(monkeypatch)["worker_class"] == "refapi.worker.ThreadWorker"
     assert (
         gunicorn_settings(monkeypatch, WORKER_CLASS="gevent")["worker_class"]
         == "refapi.gevent_worker.GeventWorker"
     )
+
+
+# What gunicorn's master must not import: a gevent worker monkey-patches the standard library
+# after the master has loaded gunicorn.conf.py and the worker class, and a library imported
+# before keeps what it took from the standard library unpatched (urllib3's SSLContext: an HTTPS
+# download from Statbel would block the whole worker; psycopg picks its wait function at import).
+IMPORTED_AFTER_PATCHING = ("refapi.app", "requests", "urllib3", "psycopg")
+
+
+def test_the_master_imports_nothing_a_gevent_worker_must_import_after_patching(tmp_path):
+    script = (
+        "import runpy, sys\n"
+        f"runpy.run_path({str(GUNICORN_CONF)!r})\n"
+        "import refapi.gevent_worker, refapi.worker\n"
+        f"print(sorted({{name.split('.')[0] if name.split('.')[0] != 'refapi' else name "
+        f"for name in sys.modules}} & {set(IMPORTED_AFTER_PATCHING)!r}))\n"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("REFAPI_")},
+        "REFAPI_API_KEYS": API_KEYS,
+        "REFAPI_WORKER_CLASS": "gevent",
+        "REFAPI_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "REFAPI_CACHE_KEY_PREFIX": "refapi-test:",
+        "REFAPI_DATABASE_URL": "postgresql://refapi@127.0.0.1:5432/refapi",
+        "REFAPI_INSTANCE_PATH": str(tmp_path),
+    }
+    ran = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "[]", ran.stdout

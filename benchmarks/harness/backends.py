@@ -23,7 +23,7 @@ DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # Configuration B's worker class and pool size, as compose.yaml serves refapi in production.
 B_WORKER_CLASS = "gevent"
-B_POOL_SIZE = 20
+B_POOL_SIZE = 12
 OUTPUT_TAIL_LINES = 12
 
 

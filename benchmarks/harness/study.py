@@ -1,6 +1,6 @@
 """The concurrency study: does this I/O-bound service need async? Answered with numbers.
 
-The same endpoints under sync workers and gthread workers (same number of processes), with
+The same endpoints under sync, gthread and gevent workers (same number of processes), with
 every SQL statement made 20 ms slower (apps/slow_db.py) and with a slow upstream (the local
 Statbel answering after 2 s while the stored index is stale), at 1, 8, 32 and 128 connections.
 The FastAPI peer (uvicorn, a thread pool for its blocking reads) takes the same 20 ms per query,
@@ -35,6 +35,8 @@ class Model:
     description: str
     extra_args: tuple[str, ...]
     threads: int
+    # REFAPI_WORKER_CLASS (sync: gunicorn's own, by extra_args).
+    worker_class: str = "gthread"
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,8 @@ class Phase:
 
 
 def models(workers: int, thread_counts: list[int]) -> list[Model]:
-    """sync workers, then gthread workers with each number of threads (same processes)."""
+    """sync workers, gthread workers with each number of threads, then gevent workers (same
+    processes; gevent's database pools as configuration B's)."""
     return [
         Model("sync", f"sync, {workers} workers", ("--worker-class", "sync"), 1),
         *(
@@ -57,6 +60,13 @@ def models(workers: int, thread_counts: list[int]) -> list[Model]:
                 f"gthread{threads}", f"gthread, {workers} workers x {threads} threads", (), threads
             )
             for threads in thread_counts
+        ),
+        Model(
+            "gevent",
+            f"gevent, {workers} workers, pools of {backends.B_POOL_SIZE}",
+            (),
+            1,
+            worker_class="gevent",
         ),
     ]
 
@@ -132,6 +142,7 @@ def run(
             redis_url=ctx.redis_url,
             workers=settings.workers_b,
             threads=settings.threads,
+            worker_class=settings.b_worker_class,  # each model sets its own
         )
         workers = settings.workers_b
     results: dict[str, Any] = {
@@ -192,7 +203,12 @@ def _phase(
         bin_dir=ctx.bin_dir,
         project_root=ctx.project_root,
         app=phase.app,
-        env={**env, **phase.env, "REFAPI_THREADS": str(model.threads)},
+        env={
+            **env,
+            **phase.env,
+            "REFAPI_THREADS": str(model.threads),
+            "REFAPI_WORKER_CLASS": model.worker_class,
+        },
         log_path=ctx.log_path(f"study-{model.name}-{phase.name}"),
         extra_args=model.extra_args,
     )

@@ -395,14 +395,17 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         "PostgreSQL connections each worker keeps open, for reads and for writes each; up to "
         "10 more are opened for a burst, and closed after. With gevent workers, about the "
-        "requests one worker serves at once (20 in `compose.yaml`).",
+        "requests one worker has at the database at once (12 in `compose.yaml`). Keep "
+        "`workers x 2 x (this + 10)` under PostgreSQL's `max_connections`.",
     ),
     Setting(
         "WORKER_TIMEOUT",
         30,
         _positive_int,
         "(gunicorn) Seconds a worker may go without its heartbeat before the master restarts "
-        "it (a hung process). With gthread workers it does not bound a request.",
+        "it (a hung process). With gthread workers it does not bound a request; with gevent "
+        "workers, a request that computes for that long without waiting gets its whole worker "
+        "restarted, with every connection on it.",
     ),
     Setting(
         "GRACEFUL_TIMEOUT",

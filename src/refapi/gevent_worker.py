@@ -59,12 +59,17 @@ class GeventWorker(ProblemPages, ReadsWhatTheAppLeft, GunicornGeventWorker):
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
         self._serving.connection = _Connection(req, sock)
         try:
-            return super().handle_request(listener_name, req, sock, addr)
+            super().handle_request(listener_name, req, sock, addr)
+        except StopIteration:
+            # gunicorn closes the connection after this answer (said Connection: close).
+            util.close_graceful(sock)
+            raise
         finally:
             self._serving.connection = None
-            if req.should_close() or not (self.alive and self.cfg.keepalive):
-                util.close_graceful(sock)
+        try:
             gevent.sleep(0)
+        except gevent.GreenletExit:  # stopped while others ran: the answer has gone out
+            raise StopIteration from None
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         super().handle_error(req, client, addr, exc)

@@ -13,14 +13,13 @@ send is replaced. `gunicorn.conf.py` selects the worker with ``worker_class``
 An answer the app gives before reading the whole request body (a 413 for a body over the limit;
 a 401, 404 or 415 before the body is looked at) leaves the rest of the body on the connection.
 gunicorn reads and discards it after sending the answer (gthread: at most 64 KiB in at most 5
-seconds; gevent: all of it, however long), and closes the connection when that is not enough:
-after an answer that said ``Connection: keep-alive``, so the client's next request met a closed
-connection. Before the answer goes
-out, the worker reads what of the rest has already arrived, without waiting for more: a body
-that is all there is read and the connection kept; otherwise the answer says ``Connection:
-close``, and gunicorn closes after it, as it would have. The app cannot say it itself:
-gunicorn drops a ``Connection`` header the app sets (hop-by-hop) and closes only on its own
-decision.
+seconds; gevent: for at most the 5-second keep-alive, however many bytes), and closes the
+connection when that is not enough: after an answer that said ``Connection: keep-alive``, so the
+client's next request met a closed connection. Before the answer goes out, the worker reads what
+of the rest has already arrived, without waiting for more: a body that is all there is read and
+the connection kept; otherwise the answer says ``Connection: close``, and gunicorn closes after
+it, as it would have. The app cannot say it itself: gunicorn drops a ``Connection`` header the
+app sets (hop-by-hop) and closes only on its own decision.
 """
 
 from __future__ import annotations

@@ -239,6 +239,18 @@ def test_a_gevent_worker_serves_other_connections_between_one_connections_reques
     assert agents.index("other") < pipelined // 3, agents.index("other")
 
 
+def test_a_gevent_worker_patches_the_standard_library_before_the_app_imports_it(serve):
+    # gevent names the modules that took ssl's classes before it patched them: urllib3's, when
+    # the master imported the app, and an HTTPS download from Statbel blocked the whole worker.
+    server = serve({"REFAPI_WORKER_CLASS": "gevent"})
+    assert server.get("/ping").status_code == 200
+    server.stop()
+    warnings = [line for line in server.log.splitlines() if "MonkeyPatchWarning" in line]
+    unpatched = {name for line in warnings for name in re.findall(r"'([\w.]+) \(", line)}
+    # redis-py's asyncio client, which refapi does not use, comes with the redis package.
+    assert unpatched <= {"redis.asyncio.connection"}, unpatched
+
+
 def _read_to_the_end(connection) -> bytes:
     received = b""
     while chunk := connection.recv(65536):
