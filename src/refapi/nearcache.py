@@ -35,11 +35,12 @@ import os
 import secrets
 import select
 import socket
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.maint_notifications import MaintNotificationsConfig
@@ -65,6 +66,22 @@ RECONNECT_SECONDS = 0.5
 # Every layer of this process, so that a forked child can reset them (a worker forked after its
 # parent served requests, with gunicorn's --preload say).
 _LAYERS: weakref.WeakSet[NearCache] = weakref.WeakSet()
+
+
+def _unpatched_poll() -> Callable[[], Any]:
+    """``select.poll`` as the system gives it, even in a gevent worker.
+
+    gevent's (the worker monkey-patched ``select``) waits on its hub even with a zero timeout:
+    every hit would let each other greenlet of the worker run before it answers. A poll with a
+    zero timeout never waits, so the system's is right for greenlets too.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("select"):
+        return cast(Callable[[], Any], monkey.get_original("select", "poll"))
+    return select.poll
+
+
+_poll = _unpatched_poll()
 
 
 def _forget_parents() -> None:
@@ -175,7 +192,7 @@ class NearCache:
             return True
         # poll, not select: a worker with many connections has descriptors past select's 1024.
         # One poll object per call: two threads may not poll the same one at once.
-        readiness = select.poll()
+        readiness = _poll()
         try:
             readiness.register(connection, select.POLLIN)
             return bool(readiness.poll(0))
