@@ -5,6 +5,7 @@ One command serves refapi everywhere (`make run`, the Dockerfile, the e2e tests)
 """
 
 import errno
+import gc
 import logging
 import os
 import socket
@@ -166,6 +167,14 @@ def on_reload(server):
     # HUP reads this file again, into a new configuration, before the new workers start: its
     # reuse_port is REFAPI_BIND's again, whatever `-b` says.
     _serve_where_reuse_port_cannot(server)
+
+
+def post_worker_init(worker):
+    # The app is loaded, and what it built (Flask, SQLAlchemy, marshmallow, the OpenAPI
+    # document) lives as long as the worker: kept out of the garbage collector's full passes,
+    # each of which otherwise walked all of it while every request of the worker waited (issue
+    # 8: the full-stack /ping's p99 in B from 43 ms to 15).
+    gc.freeze()
 
 
 def when_ready(server):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import runpy
@@ -271,3 +272,13 @@ def test_the_master_imports_nothing_a_gevent_worker_must_import_after_patching(t
     )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == "[]", ran.stdout
+
+
+def test_a_worker_keeps_what_it_loaded_out_of_the_garbage_collectors_passes(monkeypatch):
+    settings = gunicorn_settings(monkeypatch)
+    assert gc.get_freeze_count() == 0
+    try:
+        settings["post_worker_init"](SimpleNamespace())
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
