@@ -139,7 +139,8 @@ def test_a_read_is_run_again_only_when_its_connection_was_dropped(app, monkeypat
 @pytest.mark.services
 def test_each_postgresql_pool_keeps_the_connections_it_is_told_to(make_app, services_config):
     # gevent workers serve more requests at once than gthread's threads: their pools are sized.
-    app = make_app(**services_config, DATABASE_POOL_SIZE=17)
+    app = make_app(**services_config, DATABASE_POOL_SIZE=17, DATABASE_POOL_OVERFLOW=0)
     with app.app_context():
-        assert db.engine.pool.size() == 17
-        assert db.engines[READS_BIND].pool.size() == 17
+        for engine in (db.engine, db.engines[READS_BIND]):
+            assert engine.pool.size() == 17
+            assert engine.pool._max_overflow == 0  # no connection opened beyond them

@@ -23,7 +23,8 @@ DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # Configuration B's worker class and pool size, as compose.yaml serves refapi in production.
 B_WORKER_CLASS = "gevent"
-B_POOL_SIZE = 12
+B_POOL_SIZE = 20
+B_POOL_OVERFLOW = 0
 OUTPUT_TAIL_LINES = 12
 
 
@@ -96,6 +97,7 @@ def configuration_b(
             "REFAPI_THREADS": str(threads),
             "REFAPI_WORKER_CLASS": worker_class,
             "REFAPI_DATABASE_POOL_SIZE": str(B_POOL_SIZE),
+            "REFAPI_DATABASE_POOL_OVERFLOW": str(B_POOL_OVERFLOW),
         },
         workers=workers,
         threads=threads,

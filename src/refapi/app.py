@@ -182,11 +182,11 @@ def database_url(url: str) -> str:
 def _extension_config(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The Flask and extension settings derived from refapi's own."""
     url = database_url(settings["DATABASE_URL"])
-    pool_size = settings["DATABASE_POOL_SIZE"]
+    pool = (settings["DATABASE_POOL_SIZE"], settings["DATABASE_POOL_OVERFLOW"])
     derived: dict[str, Any] = {
         "SQLALCHEMY_DATABASE_URI": url,
-        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(url, pool_size=pool_size),
-        "SQLALCHEMY_BINDS": _read_binds(url, pool_size=pool_size),
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(url, pool=pool),
+        "SQLALCHEMY_BINDS": _read_binds(url, pool=pool),
         "CACHE_DEFAULT_TIMEOUT": settings["CACHE_DEFAULT_TIMEOUT"],
         "API_TITLE": "refapi",
         "API_VERSION": API_VERSION,
@@ -231,7 +231,7 @@ def _extension_config(settings: Mapping[str, Any]) -> dict[str, Any]:
 DATABASE_CONNECT_TIMEOUT = 5
 
 
-def _engine_options(url: str, *, pool_size: int) -> dict[str, Any]:
+def _engine_options(url: str, *, pool: tuple[int, int]) -> dict[str, Any]:
     # A statement's parameters are stored values: SQLAlchemy leaves them out of its errors' text,
     # so that a 500's logged traceback does not hold a client's data.
     options: dict[str, Any] = {"hide_parameters": True}
@@ -243,7 +243,8 @@ def _engine_options(url: str, *, pool_size: int) -> dict[str, Any]:
         given = make_url(url).query.get("options", "")
         given = " ".join(given) if isinstance(given, tuple) else given
         options.update(
-            pool_size=pool_size,
+            pool_size=pool[0],
+            max_overflow=pool[1],
             pool_pre_ping=True,
             connect_args={
                 "connect_timeout": DATABASE_CONNECT_TIMEOUT,
@@ -253,7 +254,7 @@ def _engine_options(url: str, *, pool_size: int) -> dict[str, Any]:
     return options
 
 
-def _read_binds(url: str, *, pool_size: int) -> dict[str, Any]:
+def _read_binds(url: str, *, pool: tuple[int, int]) -> dict[str, Any]:
     """On PostgreSQL, a pool of its own for the reads that fill the cache (``READS_BIND``).
 
     Autocommit, so a read is one round trip with no BEGIN and ROLLBACK around it, and without
@@ -263,7 +264,7 @@ def _read_binds(url: str, *, pool_size: int) -> dict[str, Any]:
     """
     if not url.startswith("postgresql"):
         return {}
-    default = _engine_options(url, pool_size=pool_size)
+    default = _engine_options(url, pool=pool)
     return {
         READS_BIND: {
             **default,

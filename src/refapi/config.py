@@ -393,10 +393,18 @@ SETTINGS: tuple[Setting, ...] = (
         "DATABASE_POOL_SIZE",
         5,
         _positive_int,
-        "PostgreSQL connections each worker keeps open, for reads and for writes each; up to "
-        "10 more are opened for a burst, and closed after. With gevent workers, about the "
-        "requests one worker has at the database at once (12 in `compose.yaml`). Keep "
-        "`workers x 2 x (this + 10)` under PostgreSQL's `max_connections`.",
+        "PostgreSQL connections each worker keeps open, for reads and for writes each. With "
+        "gevent workers, about the requests one worker has at the database at once (20 in "
+        "`compose.yaml`). Keep `workers x 2 x (this + REFAPI_DATABASE_POOL_OVERFLOW)` under "
+        "PostgreSQL's `max_connections`.",
+    ),
+    Setting(
+        "DATABASE_POOL_OVERFLOW",
+        10,
+        _non_negative_int,
+        "PostgreSQL connections each pool opens beyond its size for a burst, each closed when "
+        "it comes back to a full pool. 0 with gevent workers (`compose.yaml`): a request then "
+        "waits for a pooled connection, which is quicker than opening one.",
     ),
     Setting(
         "WORKER_TIMEOUT",
