@@ -55,7 +55,7 @@ def error_log():
 def configured(settings: dict[str, Any], **command_line: Any) -> Config:
     """gunicorn's configuration as it loads it: the file's settings, then the command line's."""
     config = Config()
-    for name in ("bind", "reuse_port", "workers"):
+    for name in ("bind", "reuse_port", "workers", "worker_class"):
         config.set(name, settings[name])
     for name, value in command_line.items():
         config.set(name, value)
@@ -233,6 +233,12 @@ def test_gevent_workers_on_sqlite_are_warned_of(
     _, lines = error_log
     settings["when_ready"](SimpleNamespace(cfg=configured(settings)))
     assert any("gevent workers with SQLite" in line for line in lines) is warned
+    # `-k` on the command line wins over REFAPI_WORKER_CLASS, and so does the warning.
+    lines.clear()
+    other = "gthread" if worker_class == "gevent" else "gevent"
+    settings["when_ready"](SimpleNamespace(cfg=configured(settings, worker_class=other)))
+    warned_other = other == "gevent" and database.startswith("sqlite")
+    assert any("gevent workers with SQLite" in line for line in lines) is warned_other
 
 
 def test_the_worker_class_is_refapis_own_gthread_or_gevent(monkeypatch):

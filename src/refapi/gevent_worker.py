@@ -20,6 +20,7 @@ read yet: a 413 for a body too long, a problem for a malformed request.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import gevent
@@ -62,7 +63,8 @@ class GeventWorker(ProblemPages, ReadsWhatTheAppLeft, GunicornGeventWorker):
             super().handle_request(listener_name, req, sock, addr)
         except StopIteration:
             # gunicorn closes the connection after this answer (said Connection: close).
-            util.close_graceful(sock)
+            with contextlib.suppress(gevent.GreenletExit):  # stopped while it lingered
+                util.close_graceful(sock)
             raise
         finally:
             self._serving.connection = None
