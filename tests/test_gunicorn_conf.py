@@ -282,9 +282,10 @@ def test_the_master_imports_nothing_a_gevent_worker_must_import_after_patching(t
 
 def test_a_worker_keeps_what_it_loaded_out_of_the_garbage_collectors_passes(monkeypatch):
     settings = gunicorn_settings(monkeypatch)
-    assert gc.get_freeze_count() == 0
+    before = gc.get_freeze_count()  # not 0 in every test process (Python 3.12 under CI)
     try:
         settings["post_worker_init"](SimpleNamespace())
-        assert gc.get_freeze_count() > 0
+        assert gc.get_freeze_count() > before
     finally:
-        gc.unfreeze()
+        if not before:
+            gc.unfreeze()
