@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import re
-import secrets
 import sqlite3
 import sys
 import threading
@@ -15,7 +13,7 @@ from typing import IO, Any, cast
 
 import click
 import sqlalchemy as sa
-from flask import Blueprint, Flask, Request, Response, g, request
+from flask import Blueprint, Flask, Request
 from flask.cli import ScriptInfo
 from gunicorn.http.errors import ParseException
 from sqlalchemy.engine import make_url
@@ -25,7 +23,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import LimitedStream
 
-from refapi import auth, config, errors
+from refapi import auth, config, errors, requestid
 from refapi.auth.routes import blp as auth_blp
 from refapi.cli import cache_group, deploy
 from refapi.extensions import READS_BIND, api, cache, db, migrate
@@ -302,7 +300,7 @@ _WAL_REFUSED = threading.Event()
 
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = g.get("request_id", "-") if g else "-"
+        record.request_id = requestid.current() or "-"
         return True
 
 
@@ -358,20 +356,6 @@ def _trust_proxies(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, **hops)  # type: ignore[method-assign]
 
 
-# A request id from a proxy is kept when it is short and plain; otherwise we make our own: 32
-# random hex digits, like nginx's $request_id.
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+=/-]{1,128}")
-
-
 def _init_request_ids(app: Flask) -> None:
-    def assign_request_id() -> None:
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(16)
-
-    def send_request_id(response: Response) -> Response:
-        response.headers["X-Request-ID"] = g.get("request_id") or secrets.token_hex(16)
-        return response
-
-    # First of all hooks, so that even a 401 carries the id.
-    app.before_request_funcs.setdefault(None, []).insert(0, assign_request_id)
-    app.after_request(send_request_id)
+    """Every answer carries ``X-Request-ID`` (see refapi.requestid), a 401 and an error too."""
+    app.wsgi_app = requestid.RequestIds(app.wsgi_app)  # type: ignore[method-assign]

@@ -20,8 +20,10 @@ from typing import Any, ClassVar
 
 import marshmallow as ma
 import sqlalchemy as sa
-from flask import Response, current_app, g, has_request_context, request
+from flask import Response, current_app, has_request_context, request
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from refapi import requestid
 
 logger = logging.getLogger("refapi.errors")
 
@@ -120,7 +122,7 @@ def problem_response(
 ) -> Response:
     """A ``application/problem+json`` response: every error the app answers is one."""
     body = problem_document(status=status, code=code, detail=detail, title=title)
-    request_id = g.get("request_id")
+    request_id = requestid.current()
     if request_id:
         body["request_id"] = request_id
     if extra:
