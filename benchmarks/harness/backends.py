@@ -25,6 +25,11 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 B_WORKER_CLASS = "gevent"
 B_POOL_SIZE = 20
 B_POOL_OVERFLOW = 0
+# Configuration B is served behind compose.yaml's reverse proxy: refapi trusts one hop of
+# X-Forwarded-For and X-Forwarded-Proto (REFAPI_PROXY_X_FOR, REFAPI_PROXY_X_PROTO, so Werkzeug's
+# ProxyFix is in the stack), and every request of a load carries the headers that proxy adds.
+B_PROXY_SETTINGS = {"REFAPI_PROXY_X_FOR": "1", "REFAPI_PROXY_X_PROTO": "1"}
+B_FORWARDED_HEADERS = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
 OUTPUT_TAIL_LINES = 12
 
 
@@ -36,6 +41,9 @@ class Backend:
     workers: int
     threads: int
     cleanup: Callable[[], None] = field(default=lambda: None, repr=False)
+    # Headers every request carries, as a reverse proxy in front of the server adds them; the
+    # bare apps and the peer get them too, so that every load sends the same requests.
+    forwarded: dict[str, str] = field(default_factory=dict)
 
 
 class BackendUnavailable(RuntimeError):
@@ -98,10 +106,12 @@ def configuration_b(
             "REFAPI_WORKER_CLASS": worker_class,
             "REFAPI_DATABASE_POOL_SIZE": str(B_POOL_SIZE),
             "REFAPI_DATABASE_POOL_OVERFLOW": str(B_POOL_OVERFLOW),
+            **B_PROXY_SETTINGS,
         },
         workers=workers,
         threads=threads,
         cleanup=cleanup,
+        forwarded=dict(B_FORWARDED_HEADERS),
     )
 
 

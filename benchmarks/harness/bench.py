@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from harness import backends, data, http, servers, wrk
@@ -21,6 +23,8 @@ MIB = 1024 * 1024
 # again, up to BALANCE_ATTEMPTS loads in all.
 UNBALANCED_SHARE = 0.75
 BALANCE_ATTEMPTS = 3
+# No proxy's headers: configuration A and the study are served directly.
+EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -115,21 +119,28 @@ def requests_file(ctx: Context, endpoint: Endpoint, tag: str) -> Path:
     return data.write_requests(path, list(endpoint.targets), bodies)
 
 
-def headers_for(ctx: Context, endpoint: Endpoint) -> dict[str, str]:
-    headers = dict(ctx.auth_header) if endpoint.authenticated else {}
+def headers_for(
+    ctx: Context, endpoint: Endpoint, forwarded: Mapping[str, str] = EMPTY
+) -> dict[str, str]:
+    """What each request of the endpoint sends: a proxy's headers (``forwarded``), the key."""
+    headers = dict(forwarded)
+    if endpoint.authenticated:
+        headers.update(ctx.auth_header)
     if endpoint.bodies is not None:
         headers["Content-Type"] = "application/json"
     return headers
 
 
-def probe(server: servers.Server, ctx: Context, endpoint: Endpoint) -> str | None:
+def probe(
+    server: servers.Server, ctx: Context, endpoint: Endpoint, forwarded: Mapping[str, str] = EMPTY
+) -> str | None:
     """None when the endpoint answers as it is due to; otherwise why it is unavailable."""
     body = endpoint.bodies[0] if endpoint.bodies is not None else None
     try:
         status, answer = http.call(
             server.url + endpoint.targets[0],
             method=endpoint.method,
-            headers=headers_for(ctx, endpoint),
+            headers=headers_for(ctx, endpoint, forwarded),
             body=body,
         )
     except OSError as error:
@@ -140,11 +151,13 @@ def probe(server: servers.Server, ctx: Context, endpoint: Endpoint) -> str | Non
     return f"probe answered {status}" + (f" {code}" if code else "")
 
 
-def warm(server: servers.Server, ctx: Context, endpoint: Endpoint) -> list[int]:
+def warm(
+    server: servers.Server, ctx: Context, endpoint: Endpoint, forwarded: Mapping[str, str] = EMPTY
+) -> list[int]:
     """Read every target once, so that the load that follows hits the cache."""
     statuses = http.call_many(
         ((endpoint.method, server.url + target, None) for target in endpoint.targets),
-        headers=headers_for(ctx, endpoint),
+        headers=headers_for(ctx, endpoint, forwarded),
     )
     return sorted(set(statuses))
 
@@ -159,6 +172,7 @@ def measure(
     duration: float | None = None,
     warmup: float | None = None,
     balanced: bool = True,
+    forwarded: Mapping[str, str] = EMPTY,
 ) -> dict[str, Any]:
     """Warm-up load (discarded), then the measured load, sampling each worker's memory.
 
@@ -168,7 +182,9 @@ def measure(
     """
     settings = ctx.settings
     connections = connections or settings.connections
-    header_args = tuple(f"{name}: {value}" for name, value in headers_for(ctx, endpoint).items())
+    header_args = tuple(
+        f"{name}: {value}" for name, value in headers_for(ctx, endpoint, forwarded).items()
+    )
     load = wrk.Load(endpoint.method, requests_file(ctx, endpoint, tag), header_args)
     options = {
         "url": server.url,
@@ -260,7 +276,7 @@ def ceiling(
         extra_args=ctx.settings.worker_args,
     )
     with servers.running(server):
-        return measure(server, ctx, ping, tag=f"{backend.name}-{name}")
+        return measure(server, ctx, ping, tag=f"{backend.name}-{name}", forwarded=backend.forwarded)
 
 
 def peer(ctx: Context, backend: backends.Backend) -> dict[str, Any]:
@@ -298,16 +314,20 @@ def peer(ctx: Context, backend: backends.Backend) -> dict[str, Any]:
         authenticated=False,
     )
     with servers.running(server):
-        unavailable = probe(server, ctx, endpoint)
+        unavailable = probe(server, ctx, endpoint, backend.forwarded)
         if unavailable:
             return {"available": False, "reason": unavailable}
-        result = measure(server, ctx, endpoint, tag=f"{backend.name}-peer")
+        result = measure(
+            server, ctx, endpoint, tag=f"{backend.name}-peer", forwarded=backend.forwarded
+        )
         if ctx.settings.quick:  # a smoke run: the two stacks' ceilings are for the full one
             return {"available": True, **result}
         return {
             "available": True,
             **result,
-            "ping": measure(server, ctx, ping, tag=f"{backend.name}-peer-ping"),
+            "ping": measure(
+                server, ctx, ping, tag=f"{backend.name}-peer-ping", forwarded=backend.forwarded
+            ),
         }
 
 
@@ -367,9 +387,9 @@ def run_configuration(ctx: Context, backend: backends.Backend, log: Any) -> dict
             if chosen is not None and endpoint.name not in chosen:
                 continue
             entry: dict[str, Any] = {"name": endpoint.name, "label": endpoint.label}
-            reason = probe(server, ctx, endpoint)
+            reason = probe(server, ctx, endpoint, backend.forwarded)
             if reason is None and endpoint.warm:
-                statuses = warm(server, ctx, endpoint)
+                statuses = warm(server, ctx, endpoint, backend.forwarded)
                 if statuses != [200]:
                     reason = f"warming answered {statuses}"
             if reason is not None:
@@ -378,7 +398,9 @@ def run_configuration(ctx: Context, backend: backends.Backend, log: Any) -> dict
                 continue
             started = time.monotonic()
             try:
-                result = measure(server, ctx, endpoint, tag=backend.name)
+                result = measure(
+                    server, ctx, endpoint, tag=backend.name, forwarded=backend.forwarded
+                )
             except wrk.WrkFailed as error:
                 log(f"[{backend.name}] {endpoint.label}: load failed ({error})")
                 endpoints.append({**entry, "available": False, "reason": f"load failed: {error}"})

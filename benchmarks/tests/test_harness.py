@@ -7,6 +7,7 @@ import http.server
 import io
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
-from harness import bench, cli, data, inprocess, report, servers, wrk
+from harness import backends, bench, cli, data, inprocess, report, servers, wrk
 from harness.context import Settings
 
 
@@ -40,6 +41,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"  # keep-alive, as the servers under test
     seen: ClassVar[list[tuple[str, str, str, str]]] = []
+    forwarded: ClassVar[list[tuple[str, str]]] = []
 
     def do_GET(self) -> None:
         self._answer()
@@ -51,6 +53,9 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode()
         self.seen.append((self.command, self.path, self.headers.get("X-API-Key", ""), body))
+        self.forwarded.append(
+            (self.headers.get("X-Forwarded-For", ""), self.headers.get("X-Forwarded-Proto", ""))
+        )
         status = int(self.path.rsplit("/", 1)[1]) if self.path.startswith("/status/") else 200
         self.send_response(status)
         self.send_header("Content-Length", "2")
@@ -64,6 +69,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def recorder() -> Iterator[str]:
     _Recorder.seen = []
+    _Recorder.forwarded = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -198,6 +204,51 @@ def test_measure_loads_again_while_one_worker_did_most_of_the_work(
     assert result["cpu_us_per_request"] == {"server": 100.0}
     assert result["peak_rss_mib_per_worker"] == [64.0]
     assert result["unexpected"] == 0
+
+
+def test_configuration_b_is_served_as_compose_yaml_serves_refapi():
+    # The worker class, the pools and the proxy hops the benchmark's B runs with are
+    # compose.yaml's defaults: the numbers are production's configuration, ProxyFix included.
+    compose = (Path(__file__).resolve().parents[2] / "compose.yaml").read_text()
+    defaults = dict(re.findall(r"(REFAPI_[A-Z_]+): \$\{REFAPI_[A-Z_]+:-([^}]*)\}", compose))
+    assert defaults["REFAPI_WORKER_CLASS"] == backends.B_WORKER_CLASS
+    assert defaults["REFAPI_DATABASE_POOL_SIZE"] == str(backends.B_POOL_SIZE)
+    assert defaults["REFAPI_DATABASE_POOL_OVERFLOW"] == str(backends.B_POOL_OVERFLOW)
+    for name, value in backends.B_PROXY_SETTINGS.items():
+        assert defaults[name] == value
+    assert int(backends.B_PROXY_SETTINGS["REFAPI_PROXY_X_FOR"]) >= 1  # ProxyFix is in the stack
+
+
+def test_every_request_of_a_load_behind_the_proxy_carries_the_proxys_headers(
+    monkeypatch, recorder, wrk_installed, tmp_path
+):
+    monkeypatch.setattr(
+        bench.servers,
+        "measuring_cpu",
+        lambda server: contextlib.nullcontext({"busiest worker": None}),
+    )
+    monkeypatch.setattr(bench.servers, "sampling_rss", lambda server: contextlib.nullcontext({}))
+    ctx = SimpleNamespace(
+        settings=SimpleNamespace(connections=2, wrk_threads=1, timeout=2, warmup=0, duration=1),
+        workdir=tmp_path,
+        auth_header={"X-API-Key": "secret"},
+    )
+    endpoint = bench.Endpoint("get-hit", "GET /get", "GET", ("/get/a", "/get/b"), frozenset({200}))
+    server = SimpleNamespace(url=recorder)
+    result = bench.measure(
+        server, ctx, endpoint, tag="b", balanced=False, forwarded=backends.B_FORWARDED_HEADERS
+    )
+    assert result["requests"] >= 2
+    expected = (
+        backends.B_FORWARDED_HEADERS["X-Forwarded-For"],
+        backends.B_FORWARDED_HEADERS["X-Forwarded-Proto"],
+    )
+    assert set(_Recorder.forwarded) == {expected}
+    assert {key for _, _, key, _ in _Recorder.seen} == {"secret"}
+    # Without a proxy (configuration A, the study) the requests carry none.
+    _Recorder.forwarded.clear()
+    bench.measure(server, ctx, endpoint, tag="a", balanced=False)
+    assert set(_Recorder.forwarded) == {("", "")}
 
 
 def _config(ratios: dict[str, float], *, peer_rps: float, drift: float = 0.0) -> dict[str, Any]:
