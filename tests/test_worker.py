@@ -10,10 +10,13 @@ import threading
 import types
 from collections.abc import Iterator
 
+import gevent.local
 import pytest
 from gunicorn.config import Config
 from gunicorn.http import errors as http_errors
 from gunicorn.http.parser import RequestParser
+from gunicorn.workers.ggevent import GeventWorker as GunicornGeventWorker
+from gunicorn.workers.gthread import ThreadWorker as GthreadWorker
 
 from refapi.errors import problem_type
 from refapi.gevent_worker import GeventWorker
@@ -179,6 +182,65 @@ def test_the_app_is_wrapped_to_read_the_body_it_left_once_it_has_answered(connec
     worker.load_wsgi()
     assert worker.wsgi({}, None) == [b"answer"]  # HTTP/2 streams: no connection, nothing read
     assert conn.parser.mesg.body.reader.length == 5
-    worker._serving.connection = conn
-    assert worker.wsgi({}, None) == [b"answer"]
+    with worker.serving(conn):
+        assert worker.wsgi({}, None) == [b"answer"]
     assert conn.parser.mesg.body.reader.length == 0
+
+
+# How gunicorn's handle_request can end: the connection kept, closed after the answer
+# (StopIteration), or the client gone.
+ENDINGS = [
+    pytest.param(None, id="kept-alive"),
+    pytest.param(StopIteration, id="closing"),
+    pytest.param(ConnectionResetError, id="client-gone"),
+]
+
+
+def ended(ending: type[BaseException] | None) -> contextlib.AbstractContextManager[object]:
+    return contextlib.nullcontext() if ending is None else pytest.raises(ending)
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+def test_a_gthread_worker_knows_the_connection_while_it_serves_a_request_and_only_then(
+    monkeypatch, ending
+):
+    seen = []
+
+    def gunicorns(self: ThreadWorker, req: object, conn: object) -> bool:
+        seen.append(self._serving.connection)
+        if ending is not None:
+            raise ending
+        return True  # gthread's: keep the connection
+
+    monkeypatch.setattr(GthreadWorker, "handle_request", gunicorns)
+    worker = ThreadWorker.__new__(ThreadWorker)
+    worker._serving = threading.local()
+    conn = types.SimpleNamespace()
+    with ended(ending):
+        assert worker.handle_request(None, conn) is True
+    assert seen == [conn]
+    assert worker._serving.connection is None
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+def test_a_gevent_worker_knows_the_connection_while_it_serves_a_request_and_only_then(
+    monkeypatch, connection, ending
+):
+    server, client = connection
+    client.shutdown(socket.SHUT_WR)  # a closing connection lingers for nothing more
+    req = types.SimpleNamespace(unreader=object())
+    seen = []
+
+    def gunicorns(self: GeventWorker, listener_name: object, *_: object) -> None:
+        seen.append(self._serving.connection)
+        if ending is not None:
+            raise ending
+
+    monkeypatch.setattr(GunicornGeventWorker, "handle_request", gunicorns)
+    worker = GeventWorker.__new__(GeventWorker)
+    worker._serving = gevent.local.local()
+    with ended(ending):
+        worker.handle_request(("127.0.0.1", 5000), req, server, ("127.0.0.1", 5000))
+    [served] = seen
+    assert (served.parser.mesg, served.parser.unreader, served.sock) == (req, req.unreader, server)
+    assert worker._serving.connection is None

