@@ -12,6 +12,7 @@ import socket
 import sys
 
 from gunicorn import util as gunicorn_util
+from gunicorn.workers import SUPPORTED_WORKERS
 
 from refapi import config as refapi_config
 from refapi.auth import load_keyring
@@ -178,6 +179,22 @@ def post_worker_init(worker):
     gc.freeze()
 
 
+# REFAPI_WORKER_CLASS's name for each worker class, by the class's path: refapi's own
+# (refapi.config.WORKER_CLASSES), and gunicorn's class of the same name (`-k gevent`, as the
+# benchmarks' --worker-class runs it), whose connections wait on the database alike.
+_WORKER_CLASS_NAMES = {
+    **{SUPPORTED_WORKERS[name]: name for name in refapi_config.WORKER_CLASSES},
+    **{path: name for name, path in refapi_config.WORKER_CLASSES.items()},
+}
+
+
+def _worker_class_name(server):
+    """The name of the worker class gunicorn runs (REFAPI_WORKER_CLASS's, or `-k` on the command
+    line), or None for a class of neither name (`-k sync`)."""
+    running = server.worker_class  # the class the arbiter loaded from its configuration
+    return _WORKER_CLASS_NAMES.get(f"{running.__module__}.{running.__qualname__}")
+
+
 def when_ready(server):
     workers = server.cfg.workers  # REFAPI_WORKERS, or `-w` on the command line
     if workers > 1 and not _settings["REDIS_URL"]:
@@ -186,9 +203,7 @@ def when_ready(server):
             "worker leaves old values in the others. Set REFAPI_REDIS_URL, or REFAPI_WORKERS=1.",
             workers,
         )
-    # The worker class gunicorn runs: REFAPI_WORKER_CLASS's, or `-k` on the command line.
-    gevent_workers = "gevent" in server.cfg.worker_class_str.lower()
-    if gevent_workers and _settings["DATABASE_URL"].startswith("sqlite"):
+    if _worker_class_name(server) == "gevent" and _settings["DATABASE_URL"].startswith("sqlite"):
         logging.getLogger("gunicorn.error").warning(
             "refapi: gevent workers with SQLite: a wait for SQLite's lock (a write beside a "
             "`flask store import`) holds every connection of its worker. Use PostgreSQL, or "

@@ -62,6 +62,11 @@ def configured(settings: dict[str, Any], **command_line: Any) -> Config:
     return config
 
 
+def ready(config: Config) -> SimpleNamespace:
+    """The arbiter when_ready is given: its configuration, and the worker class it loaded."""
+    return SimpleNamespace(cfg=config, worker_class=config.worker_class)
+
+
 def started(settings: dict[str, Any], logger: logging.Logger) -> None:
     """What the arbiter's start writes about its sockets: none, as with reuse_port."""
     server = SimpleNamespace(
@@ -207,7 +212,7 @@ def test_workers_without_redis_are_warned_of_as_gunicorn_runs_them(
     monkeypatch.delenv("REFAPI_REDIS_URL", raising=False)
     settings = gunicorn_settings(monkeypatch, BIND=f"127.0.0.1:{free_port()}", WORKERS="2")
     _, lines = error_log
-    settings["when_ready"](SimpleNamespace(cfg=configured(settings, **command_line)))
+    settings["when_ready"](ready(configured(settings, **command_line)))
     assert any("2 workers share no cache" in line for line in lines) is warned
 
 
@@ -231,14 +236,40 @@ def test_gevent_workers_on_sqlite_are_warned_of(
         WORKERS="1",
     )
     _, lines = error_log
-    settings["when_ready"](SimpleNamespace(cfg=configured(settings)))
+    settings["when_ready"](ready(configured(settings)))
     assert any("gevent workers with SQLite" in line for line in lines) is warned
     # `-k` on the command line wins over REFAPI_WORKER_CLASS, and so does the warning.
     lines.clear()
     other = "gthread" if worker_class == "gevent" else "gevent"
-    settings["when_ready"](SimpleNamespace(cfg=configured(settings, worker_class=other)))
+    settings["when_ready"](ready(configured(settings, worker_class=other)))
     warned_other = other == "gevent" and database.startswith("sqlite")
     assert any("gevent workers with SQLite" in line for line in lines) is warned_other
+
+
+@pytest.mark.parametrize(
+    ("command_line", "warned"),
+    [
+        ("refapi.gevent_worker.GeventWorker", True),  # as REFAPI_WORKER_CLASS=gevent gives it
+        ("gunicorn.workers.ggevent.GeventWorker", True),  # gunicorn's own, `-k gevent`
+        ("refapi.worker.ThreadWorker", False),
+        ("gunicorn.workers.gthread.ThreadWorker", False),
+        ("sync", False),  # neither of refapi's worker classes
+    ],
+)
+def test_the_sqlite_warning_follows_the_class_the_command_line_names(
+    monkeypatch, error_log, tmp_path, command_line, warned
+):
+    # Set in the file the other way, so that only `-k` can decide.
+    settings = gunicorn_settings(
+        monkeypatch,
+        WORKER_CLASS="gthread" if warned else "gevent",
+        DATABASE_URL="sqlite:///refapi.sqlite3",
+        INSTANCE_PATH=str(tmp_path),
+        WORKERS="1",
+    )
+    _, lines = error_log
+    settings["when_ready"](ready(configured(settings, worker_class=command_line)))
+    assert any("gevent workers with SQLite" in line for line in lines) is warned
 
 
 def test_the_worker_class_is_refapis_own_gthread_or_gevent(monkeypatch):
