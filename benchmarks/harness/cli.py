@@ -148,6 +148,27 @@ def render(path: Path) -> int:
     return 0
 
 
+def make_settings(args: argparse.Namespace) -> Settings:
+    """The run's settings from its arguments: --quick's preset, then what was given."""
+    preset = QUICK if args.quick else FULL
+    return Settings(
+        duration=args.duration or preset["duration"],
+        warmup=preset["warmup"] if args.warmup is None else args.warmup,
+        connections=args.connections,
+        wrk_threads=args.wrk_threads,
+        timeout=args.timeout,
+        threads=args.threads,
+        workers_b=args.workers_b,
+        hot_keys=int(preset["hot_keys"]),
+        quick=args.quick,
+        worker_class=args.worker_class,
+        b_worker_class=args.b_worker_class,
+        endpoints=frozenset(name.strip() for name in args.endpoints.split(",") if name.strip())
+        if args.endpoints
+        else None,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.render:
@@ -164,23 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             cprofile=args.cprofile,
             output=args.output.resolve() if args.output else None,
         )
-    preset = QUICK if args.quick else FULL
-    settings = Settings(
-        duration=args.duration or preset["duration"],
-        warmup=preset["warmup"] if args.warmup is None else args.warmup,
-        connections=args.connections,
-        wrk_threads=args.wrk_threads,
-        timeout=args.timeout,
-        threads=args.threads,
-        workers_b=args.workers_b,
-        hot_keys=int(preset["hot_keys"]),
-        quick=args.quick,
-        worker_class=args.worker_class,
-        b_worker_class=args.b_worker_class,
-        endpoints=frozenset(name.strip() for name in args.endpoints.split(",") if name.strip())
-        if args.endpoints
-        else None,
-    )
+    settings = make_settings(args)
     if settings.endpoints is not None:
         known = set(bench.ENDPOINT_NAMES)
         if not settings.endpoints <= known:

@@ -1,4 +1,5 @@
-"""The harness's arithmetic and its wrk script: what every ratio it reports rests on."""
+"""The harness's arithmetic, its wrk script and what each server of a run is given: what every
+ratio it reports rests on."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
-from harness import backends, bench, cli, data, inprocess, report, servers, wrk
-from harness.context import Settings
+from harness import backends, bench, cli, data, inprocess, report, servers, study, wrk
+from harness.context import Context, Settings
+
+from refapi import config as refapi_config
 
 
 def test_summarise_counts_every_status_and_only_socket_failures_as_socket_errors():
@@ -144,13 +147,17 @@ def test_busiest_share_is_the_busiest_workers_part_of_the_workers_cpu_time():
 
 
 class _FakeWrk:
-    """wrk for bench.measure: each load answers 100 requests; the loads are counted."""
+    """wrk for bench.measure: each load answers 100 requests; the loads are counted, and the
+    request targets of each are kept."""
 
     def __init__(self) -> None:
         self.loads = 0
+        self.targets: list[set[str]] = []
 
     def run(self, load: wrk.Load, *, duration: float, **options: Any) -> dict[str, Any]:
         self.loads += 1
+        lines = load.requests_file.read_text(encoding="utf-8").splitlines()
+        self.targets.append({line.partition("\t")[0] for line in lines})
         return {"requests": 100, "statuses": {200: 100}}
 
 
@@ -204,6 +211,58 @@ def test_measure_loads_again_while_one_worker_did_most_of_the_work(
     assert result["cpu_us_per_request"] == {"server": 100.0}
     assert result["peak_rss_mib_per_worker"] == [64.0]
     assert result["unexpected"] == 0
+
+
+def _context(settings: Settings, tmp_path: Path) -> Any:
+    """A run's Context without its stub upstream's server."""
+    return Context(
+        project_root=tmp_path,
+        workdir=tmp_path,
+        settings=settings,
+        upstream=SimpleNamespace(url="http://127.0.0.1:1", delay=0.0, requests=0),
+        database_url=backends.DEFAULT_DATABASE_URL,
+        redis_url=backends.DEFAULT_REDIS_URL,
+    )
+
+
+def _fake_server(name: str, **options: Any) -> Any:
+    """servers.gunicorn and servers.uvicorn without the process: nothing listens."""
+    return SimpleNamespace(name=name, url="http://127.0.0.1:1", stop=lambda: None)
+
+
+def _fake_measure(*args: Any, **options: Any) -> dict[str, Any]:
+    return {
+        "requests_per_second": 1.0,
+        "latency_ms": {"p99": 1.0},
+        "socket_errors": 0,
+        "unexpected": 0,
+    }
+
+
+@pytest.mark.parametrize(("quick", "loads_ping"), [(False, True), (True, False)])
+def test_a_quick_run_skips_the_peers_own_ping_and_a_full_run_loads_it(
+    monkeypatch, tmp_path, quick, loads_ping
+):
+    fake_wrk = _FakeWrk()
+    monkeypatch.setattr(bench.wrk, "run", fake_wrk.run)
+    monkeypatch.setattr(
+        bench.servers,
+        "measuring_cpu",
+        lambda server: contextlib.nullcontext({"busiest worker": None}),
+    )
+    monkeypatch.setattr(bench.servers, "sampling_rss", lambda server: contextlib.nullcontext({}))
+    monkeypatch.setattr(bench.servers, "uvicorn", _fake_server)
+    monkeypatch.setattr(bench, "probe", lambda server, ctx, endpoint, forwarded: None)
+    ctx = _context(_settings(quick=quick, hot_keys=3), tmp_path)
+    ctx.files["peer_db"] = tmp_path / "peer.sqlite3"
+    peer = bench.peer(ctx, backends.configuration_a(tmp_path, threads=4))
+    assert peer["available"] is True
+    reads = {"/get/" + data.path_of(data.store_key(number)) for number in range(3)}
+    assert ("ping" in peer) is loads_ping
+    # The read is loaded either way; the peer's /ping, only in a full run.
+    assert fake_wrk.targets == ([reads, {"/ping"}] if loads_ping else [reads])
+    if loads_ping:
+        assert peer["ping"]["requests"] == 100
 
 
 def test_configuration_b_is_served_as_compose_yaml_serves_refapi():
@@ -410,3 +469,105 @@ def test_another_worker_class_is_passed_to_gunicorn_and_marks_the_run_as_not_the
     assert gevent.worker_args == ("--worker-class", "gevent")
     reason = cli.smoke_reason(SimpleNamespace(settings=gevent), {"configurations": {}}, "")
     assert reason == "gunicorn's gevent workers, not refapi's own"
+
+
+class _FakeServices:
+    """PostgreSQL and Redis as configuration B's setup and cleanup use them, without either."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def __enter__(self) -> _FakeServices:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def execute(self, statement: str) -> None:
+        self.statements.append(statement)
+
+    def ping(self) -> bool:
+        return True
+
+    def scan_iter(self, **options: Any) -> Iterator[bytes]:
+        return iter(())
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_services(monkeypatch) -> _FakeServices:
+    services = _FakeServices()
+
+    def connect(url: str, **options: Any) -> _FakeServices:
+        return services
+
+    monkeypatch.setattr(backends, "psycopg", SimpleNamespace(connect=connect, Error=OSError))
+    redis_client = SimpleNamespace(from_url=connect)
+    monkeypatch.setattr(backends, "redis", SimpleNamespace(Redis=redis_client, RedisError=OSError))
+    return services
+
+
+def _worker_class_served(env: dict[str, str], extra_args: tuple[str, ...] = ()) -> str:
+    """The worker class gunicorn runs refapi with: `--worker-class` on its command line, else
+    gunicorn.conf.py's, which is REFAPI_WORKER_CLASS's or refapi's default."""
+    if "--worker-class" in extra_args:
+        return extra_args[extra_args.index("--worker-class") + 1]
+    given = {name: value for name, value in env.items() if name == "REFAPI_WORKER_CLASS"}
+    settings = {**refapi_config.defaults(), **refapi_config.from_environment(given)}
+    return settings["WORKER_CLASS"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "b_worker_class"),
+    [
+        ([], "gevent"),  # the default: compose.yaml's
+        (["--b-worker-class", "gthread"], "gthread"),
+        (["--b-worker-class", "gevent"], "gevent"),
+    ],
+)
+def test_b_worker_class_option_reaches_configuration_b_and_a_always_runs_gthread(
+    monkeypatch, fake_services, tmp_path, argv, b_worker_class
+):
+    monkeypatch.setenv("REFAPI_WORKER_CLASS", "gevent")  # the shell's: no server of a run sees it
+    ctx = _context(cli.make_settings(cli.parse(argv)), tmp_path)
+    configuration_b = cli.make_backend(ctx, "B")
+    assert _worker_class_served(ctx.env(**configuration_b.env)) == b_worker_class
+    configuration_a = cli.make_backend(ctx, "A")
+    assert _worker_class_served(ctx.env(**configuration_a.env)) == "gthread"
+
+
+@pytest.mark.parametrize("b_worker_class", ["gevent", "gthread"])
+def test_every_study_model_serves_refapi_with_its_own_worker_class_whatever_bs_is(
+    monkeypatch, fake_services, tmp_path, b_worker_class
+):
+    worker_classes: dict[str, str] = {}
+    threads: dict[str, str] = {}
+
+    def gunicorn(
+        name: str, *, env: dict[str, str], extra_args: tuple[str, ...], **options: Any
+    ) -> Any:
+        worker_classes[name] = _worker_class_served(env, tuple(extra_args))
+        threads[name] = env["REFAPI_THREADS"]
+        return _fake_server(name)
+
+    monkeypatch.setattr(study.servers, "gunicorn", gunicorn)
+    monkeypatch.setattr(study.servers, "uvicorn", _fake_server)
+    monkeypatch.setattr(study.backends, "seed", lambda **options: {"migrate": {"status": "ok"}})
+    monkeypatch.setattr(study.bench, "probe", lambda server, ctx, endpoint: None)
+    monkeypatch.setattr(study.bench, "measure", _fake_measure)
+    ctx = _context(_settings(b_worker_class=b_worker_class), tmp_path)
+    ctx.files.update(store=tmp_path / "store.jsonl", peer_db=tmp_path / "peer.sqlite3")
+    phases = [phase.name for phase in study.PHASES]
+    study.run(ctx, {}, "B", [1], [4, 32], phases, log=lambda message: None)
+    # Every phase under each model, gevent's included, and each server runs its model's class.
+    served = {"sync": "sync", "gthread4": "gthread", "gthread32": "gthread", "gevent": "gevent"}
+    assert worker_classes == {
+        f"study-{model}-{phase}": worker_class
+        for model, worker_class in served.items()
+        for phase in phases
+    }
+    for phase in phases:
+        assert threads[f"study-gthread4-{phase}"] == "4"
+        assert threads[f"study-gthread32-{phase}"] == "32"
