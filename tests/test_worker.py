@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
+import sys
 import threading
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+import gevent
 import gevent.local
+import gevent.socket
 import pytest
 from gunicorn.config import Config
 from gunicorn.http import errors as http_errors
@@ -26,11 +30,19 @@ from refapi.worker import ProblemPages, ThreadWorker
 class Log:
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.failures: list[str] = []  # the lines logged with a traceback
 
     def _record(self, message: str, *args: object, **_: object) -> None:
         self.lines.append(message % args if args else message)
 
-    warning = exception = debug = _record
+    warning = debug = _record
+
+    def exception(self, message: str, *args: object, **_: object) -> None:
+        self._record(message, *args)
+        self.failures.append(self.lines[-1])
+
+    def access(self, *_: object) -> None:
+        pass  # gunicorn's access log line: not what these tests look at
 
 
 @pytest.fixture(params=[ThreadWorker, GeventWorker], ids=["gthread", "gevent"])
@@ -244,3 +256,86 @@ def test_a_gevent_worker_knows_the_connection_while_it_serves_a_request_and_only
     [served] = seen
     assert (served.parser.mesg, served.parser.unreader, served.sock) == (req, req.unreader, server)
     assert worker._serving.connection is None
+
+
+def answer(environ: dict, start_response: Callable[..., object]) -> list[bytes]:
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]
+
+
+def gevent_worker() -> GeventWorker:
+    """refapi's gevent worker as far as serving a connection goes, with gunicorn's own loop and
+    request handling, answering `answer`."""
+    worker = GeventWorker.__new__(GeventWorker)
+    worker._serving = gevent.local.local()
+    worker.cfg, worker.log = Config(), Log()
+    worker.nr, worker.max_requests, worker.alive = 0, sys.maxsize, True
+    worker.app = types.SimpleNamespace(wsgi=lambda: answer)
+    worker.load_wsgi()
+    return worker
+
+
+LISTENER = types.SimpleNamespace(getsockname=lambda: ("127.0.0.1", 5000))
+GET = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def received(client: socket.socket) -> bytes:
+    data = b""
+    while chunk := client.recv(65536):
+        data += chunk
+    return data
+
+
+def answers(data: bytes) -> list[bytes]:
+    """The status lines of the answers in what a client received."""
+    return re.findall(rb"HTTP/1\.1 [0-9]{3} [^\r]*", data)
+
+
+def test_a_gevent_worker_yields_to_other_greenlets_after_each_request(monkeypatch, connection):
+    server, client = connection
+    client.sendall(GET + GET)
+    client.shutdown(socket.SHUT_WR)
+    yields = []
+    monkeypatch.setattr(gevent, "sleep", lambda seconds=0: yields.append(seconds))
+    worker = gevent_worker()
+    worker.handle(LISTENER, server, ("127.0.0.1", 5000))
+    assert answers(received(client)) == [b"HTTP/1.1 200 OK"] * 2
+    assert yields == [0, 0]
+
+
+def test_a_gevent_worker_stopped_while_others_run_ends_the_connection_after_its_answer(
+    monkeypatch, connection
+):
+    # The stop (gevent's kill: GreenletExit) comes during the yield after an answer has gone
+    # out. It ends the connection as an answer that said Connection: close does (StopIteration),
+    # not as a failed request: gunicorn would log an error and send a 500 after the 200.
+    server, client = connection
+    client.sendall(GET + GET)
+    client.shutdown(socket.SHUT_WR)
+
+    def stopped(seconds: float = 0) -> None:
+        raise gevent.GreenletExit
+
+    monkeypatch.setattr(gevent, "sleep", stopped)
+    worker = gevent_worker()
+    worker.handle(LISTENER, server, ("127.0.0.1", 5000))
+    assert answers(received(client)) == [b"HTTP/1.1 200 OK"]  # the second request is not served
+    assert worker.log.failures == []
+
+
+def test_a_gevent_worker_stopped_while_a_closing_connection_lingers_ends_quietly():
+    # After an answer that said Connection: close, the worker reads what the client still sends
+    # for up to 2 seconds (util.close_graceful). A stop then ends the connection, closed, as
+    # without the stop, not as a failed request (an error logged, a 500 sent to a closed socket).
+    server, client = gevent.socket.socketpair()
+    with server, client:
+        client.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        worker = gevent_worker()
+        serving_greenlet = gevent.spawn(worker.handle, LISTENER, server, ("127.0.0.1", 5000))
+        # The answer, and the end of it: the worker has shut its side and lingers.
+        assert answers(received(client)) == [b"HTTP/1.1 200 OK"]
+        assert not serving_greenlet.dead
+        serving_greenlet.kill()  # GreenletExit in the linger's wait
+        assert serving_greenlet.successful()
+        assert server.fileno() == -1
+        assert worker.log.failures == []
