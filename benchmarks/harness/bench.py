@@ -8,6 +8,7 @@ the FastAPI peer's one-row read.
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -253,10 +254,10 @@ def seed_store_through_api(server: servers.Server, ctx: Context) -> dict[str, An
     }
 
 
-def ceiling(
+def bare_server(
     ctx: Context, backend: backends.Backend, when: str, app: str = "bare_flask:app"
-) -> dict[str, Any]:
-    """A bare app's /ping (``bare_flask``: the ceiling; ``bare_redis``: plus one Redis GET)."""
+) -> tuple[servers.Server, Endpoint]:
+    """A bare app under refapi's gunicorn settings (not started), and its /ping."""
     name = app.partition(":")[0].replace("_", "-")
     ping = Endpoint(
         "bare-ping",
@@ -275,11 +276,21 @@ def ceiling(
         log_path=ctx.log_path(f"{name}-{backend.name}"),
         extra_args=ctx.settings.worker_args,
     )
+    return server, ping
+
+
+def ceiling(
+    ctx: Context, backend: backends.Backend, when: str, app: str = "bare_flask:app"
+) -> dict[str, Any]:
+    """A bare app's /ping (``bare_flask``: the ceiling; ``bare_redis``: plus one Redis GET)."""
+    server, ping = bare_server(ctx, backend, when, app)
+    name = app.partition(":")[0].replace("_", "-")
     with servers.running(server):
         return measure(server, ctx, ping, tag=f"{backend.name}-{name}", forwarded=backend.forwarded)
 
 
-def peer(ctx: Context, backend: backends.Backend) -> dict[str, Any]:
+def peer_server(ctx: Context, backend: backends.Backend) -> tuple[servers.Server, Endpoint]:
+    """The FastAPI peer under uvicorn (not started), and its read of the hot keys."""
     hot = [data.store_key(number) for number in range(ctx.settings.hot_keys)]
     endpoint = Endpoint(
         "peer-get",
@@ -302,6 +313,11 @@ def peer(ctx: Context, backend: backends.Backend) -> dict[str, Any]:
         log_path=ctx.log_path(f"peer-{backend.name}"),
         ready_path="/ping",
     )
+    return server, endpoint
+
+
+def peer(ctx: Context, backend: backends.Backend) -> dict[str, Any]:
+    server, endpoint = peer_server(ctx, backend)
     # The peer's stack doing nothing: its /ping (a plain `def`, run in FastAPI's thread pool as
     # its read is), on the same server. Set against the bare Flask /ping, it says how far apart
     # the two stacks are before either app does any work (report.py's _stack_gap).
@@ -329,6 +345,85 @@ def peer(ctx: Context, backend: backends.Backend) -> dict[str, Any]:
                 server, ctx, ping, tag=f"{backend.name}-peer-ping", forwarded=backend.forwarded
             ),
         }
+
+
+# Each goal that sets refapi against another stack (its /ping against the bare Flask /ping, its
+# cached read against the peer's) is also measured in this many interleaved rounds.
+HEAD_TO_HEAD_ROUNDS = 3
+# (the goal's key, refapi's endpoint, the other stack's load)
+HEAD_TO_HEAD_PAIRS = (("ping", "ping", "bare-ping"), ("peer", "get-hit", "peer-get"))
+
+
+def head_to_head(
+    ctx: Context,
+    backend: backends.Backend,
+    refapi: servers.Server,
+    endpoints: Mapping[str, Endpoint],
+    log: Any,
+) -> dict[str, Any]:
+    """refapi's /ping against the bare Flask /ping, and its cached read against the peer's, in
+    interleaved rounds, with every server running at once (an idle one costs next to nothing).
+
+    The tables' single loads of each stand a minute or more apart, and this machine moved by a
+    third between them. Here each round loads the four one right after the other, in an order
+    that rotates from round to round; each ratio is taken within its round, and a goal reads
+    the median of the rounds.
+    """
+    settings = ctx.settings
+    rounds = 1 if settings.quick else HEAD_TO_HEAD_ROUNDS
+    duration = max(1.0, settings.duration / 2)
+    bare, bare_ping = bare_server(ctx, backend, "head-to-head")
+    other, peer_get = peer_server(ctx, backend)
+    loads = [
+        ("bare-ping", bare, bare_ping),
+        *(
+            (name, refapi, endpoints[name])
+            for _, name, _ in HEAD_TO_HEAD_PAIRS
+            if name in endpoints
+        ),
+        ("peer-get", other, peer_get),
+    ]
+    measured: list[dict[str, Any]] = []
+    with servers.running(bare), servers.running(other):
+        for number in range(rounds):
+            shift = number % len(loads)
+            entry: dict[str, Any] = {}
+            for name, server, endpoint in loads[shift:] + loads[:shift]:
+                result = measure(
+                    server,
+                    ctx,
+                    endpoint,
+                    tag=f"{backend.name}-h2h-{name}",
+                    duration=duration,
+                    warmup=settings.warmup if number == 0 else 0,
+                    forwarded=backend.forwarded,
+                )
+                entry[name] = {
+                    "requests_per_second": result["requests_per_second"],
+                    "unexpected": result["unexpected"],
+                    "socket_errors": result["socket_errors"],
+                }
+            for key, ours, theirs in HEAD_TO_HEAD_PAIRS:
+                if ours in entry and entry[theirs]["requests_per_second"]:
+                    entry[f"{key}_ratio"] = round(
+                        entry[ours]["requests_per_second"] / entry[theirs]["requests_per_second"],
+                        3,
+                    )
+            log(
+                f"[{backend.name}]   round {number + 1}: "
+                + ", ".join(f"{k} {v}" for k, v in entry.items() if k.endswith("_ratio"))
+            )
+            measured.append(entry)
+    summary: dict[str, Any] = {"available": True, "rounds": measured, "duration": duration}
+    for key, _, _ in HEAD_TO_HEAD_PAIRS:
+        ratios = [entry[f"{key}_ratio"] for entry in measured if f"{key}_ratio" in entry]
+        if ratios:
+            summary[f"{key}_ratio"] = {
+                "median": round(statistics.median(ratios), 3),
+                "min": min(ratios),
+                "max": max(ratios),
+            }
+    return summary
 
 
 def run_configuration(ctx: Context, backend: backends.Backend, log: Any) -> dict[str, Any]:
@@ -383,6 +478,7 @@ def run_configuration(ctx: Context, backend: backends.Backend, log: Any) -> dict
                 seed["store"] = seed_store_through_api(server, ctx)
         zipcodes = existing_zipcodes(server, ctx)
         chosen = ctx.settings.endpoints
+        loaded: dict[str, Endpoint] = {}
         for endpoint in refapi_endpoints(ctx, zipcodes):
             if chosen is not None and endpoint.name not in chosen:
                 continue
@@ -411,6 +507,14 @@ def run_configuration(ctx: Context, backend: backends.Backend, log: Any) -> dict
                 f"unexpected {result['unexpected']} ({time.monotonic() - started:.0f}s)"
             )
             endpoints.append({**entry, "available": True, **result})
+            loaded[endpoint.name] = endpoint
+        if any(ours in loaded for _, ours, _ in HEAD_TO_HEAD_PAIRS):
+            log(f"[{backend.name}] head to head: interleaved rounds with the bare app and the peer")
+            try:
+                report["head_to_head"] = head_to_head(ctx, backend, server, loaded, log)
+            except (servers.ServerFailed, wrk.WrkFailed) as error:  # the run goes on
+                log(f"[{backend.name}]   not measured: {error}")
+                report["head_to_head"] = {"available": False, "reason": str(error)}
         report["server_log_tail"] = server.log_tail(5)
 
     log(f"[{backend.name}] ceiling again: bare Flask /ping")

@@ -58,12 +58,25 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         if "endpoints" not in config:
             continue
         first = len(rows)
-        goal(f"[{label}] full-stack /ping", ratio(config, "ping"), 0.9)
+        paired = config.get("head_to_head", {})
+        if (ping := paired.get("ping_ratio")) is not None:
+            goal(f"[{label}] full-stack /ping", ping["median"], 0.9)
+            rows[-1]["basis"] = _basis(paired, ping)
+        else:
+            goal(f"[{label}] full-stack /ping", ratio(config, "ping"), 0.9)
         goal(f"[{label}] GET /get cache hit", ratio(config, "get-hit"), 0.6)
         goal(f"[{label}] GET /get cache miss", ratio(config, "get-miss"), 0.3)
         hit = _endpoint(config, "get-hit")
         peer = config.get("peer", {})
-        if hit and peer.get("available"):
+        if (against := paired.get("peer_ratio")) is not None:
+            goal(
+                f"[{label}] GET /get cache hit vs the FastAPI peer",
+                against["median"],
+                1.0,
+                "x peer (must be ahead)",
+            )
+            rows[-1]["basis"] = _basis(paired, against)
+        elif hit and peer.get("available"):
             goal(
                 f"[{label}] GET /get cache hit vs the FastAPI peer",
                 round(hit["requests_per_second"] / peer["requests_per_second"], 3),
@@ -89,6 +102,12 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "x cached GET /get",
             )
         loads = [entry for entry in config["endpoints"] if entry.get("available")]
+        loads += [
+            load
+            for entry in paired.get("rounds", ())
+            for load in entry.values()
+            if isinstance(load, dict)
+        ]
         bad = sum(entry["unexpected"] + entry["socket_errors"] for entry in loads)
         rows.append(
             {
@@ -101,8 +120,17 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         drift = config["ceiling"].get("drift") or 0
         if drift > NOISY_DRIFT:
             for row in rows[first:-1]:
-                row["noisy"] = f"ceiling drift {drift:.0%}"
+                if "basis" not in row:  # the rounds do not lean on the ceiling's two loads
+                    row["noisy"] = f"ceiling drift {drift:.0%}"
     return rows
+
+
+def _basis(paired: dict[str, Any], ratio: dict[str, float]) -> str:
+    count = len(paired["rounds"])
+    return (
+        f"median of {count} interleaved round{'s' if count != 1 else ''}, "
+        f"{ratio['min']:.2f} to {ratio['max']:.2f}"
+    )
 
 
 def _cell(value: Any, digits: int = 0) -> str:
@@ -226,6 +254,7 @@ def markdown(results: dict[str, Any]) -> str:
             "",
         ]
         lines += _cpu_table(config)
+        lines += _head_to_head_table(config)
         if (ceiling["drift"] or 0) > NOISY_DRIFT:
             lines += [
                 f"**The ceiling moved by more than {NOISY_DRIFT:.0%}: the machine was busy "
@@ -251,7 +280,10 @@ def markdown(results: dict[str, Any]) -> str:
         met = {True: "yes", False: "**no**", None: "not measured"}[row["met"]]
         if row.get("noisy"):
             met += f" (unreliable: {row['noisy']})"
-        lines.append(f"| {row['goal']} | {row['target']} | {_cell(row['measured'], 3)} | {met} |")
+        measured = _cell(row["measured"], 3)
+        if row.get("basis"):
+            measured += f" ({row['basis']})"
+        lines.append(f"| {row['goal']} | {row['target']} | {measured} | {met} |")
     lines.append("")
     for label, config in results["configurations"].items():
         floor = config.get("redis_floor", {}).get("ratio_to_bare_ping")
@@ -266,6 +298,37 @@ def markdown(results: dict[str, Any]) -> str:
         if stacks is not None:
             lines += [stacks, ""]
     return "\n".join(lines)
+
+
+HEAD_TO_HEAD_LOADS = (
+    ("bare-ping", "bare Flask /ping"),
+    ("ping", "GET /ping"),
+    ("get-hit", "GET /get/<key> (cache hit)"),
+    ("peer-get", "FastAPI peer GET /get/<key>"),
+)
+
+
+def _head_to_head_table(config: dict[str, Any]) -> list[str]:
+    """The interleaved rounds (bench.head_to_head): req/s of each load, and the two ratios."""
+    paired = config.get("head_to_head", {})
+    if not paired.get("available"):
+        return [f"Head to head: not measured ({paired['reason']}).", ""] if paired else []
+    header = " | ".join(label for _, label in HEAD_TO_HEAD_LOADS)
+    lines = [
+        "Head to head: the bare Flask app, refapi and the peer running at once, loaded one right "
+        f"after the other in each round ({paired['duration']:g}s each, the order rotating); "
+        "the goals above read the median of each ratio.",
+        "",
+        f"| Round | {header} | /ping / bare | cached / peer |",
+        "| --- |" + " ---: |" * (len(HEAD_TO_HEAD_LOADS) + 2),
+    ]
+    for number, entry in enumerate(paired["rounds"], 1):
+        cells = [
+            _cell(entry.get(name, {}).get("requests_per_second")) for name, _ in HEAD_TO_HEAD_LOADS
+        ]
+        ratios = [_cell(entry.get(key), 3) for key in ("ping_ratio", "peer_ratio")]
+        lines.append(f"| {number} | " + " | ".join(cells + ratios) + " |")
+    return [*lines, ""]
 
 
 # A plain `def`, as the peer's read is: FastAPI runs both in its thread pool.

@@ -571,3 +571,84 @@ def test_every_study_model_serves_refapi_with_its_own_worker_class_whatever_bs_i
     for phase in phases:
         assert threads[f"study-gthread4-{phase}"] == "4"
         assert threads[f"study-gthread32-{phase}"] == "32"
+
+
+def test_head_to_head_interleaves_the_stacks_and_the_goals_read_the_median_of_its_rounds(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setattr(bench.servers, "gunicorn", _fake_server)
+    monkeypatch.setattr(bench.servers, "uvicorn", _fake_server)
+    # Each round the machine runs slower; within a round refapi's /ping is 0.9 of the bare one
+    # and its cached read 1.1 x the peer's, but in round 2 the peer had a lucky load.
+    speed = {"bare-ping": 1000.0, "ping": 900.0, "get-hit": 880.0, "peer-get": 800.0}
+    loads: list[tuple[str, str, float]] = []
+
+    def fake_measure(server, ctx, endpoint, *, tag, duration, warmup, forwarded):
+        assert forwarded == backends.B_FORWARDED_HEADERS  # every load as behind compose's proxy
+        number = len(loads) // 4
+        rps = speed[endpoint.name] / (1 + number)
+        if number == 1 and endpoint.name == "peer-get":
+            rps *= 1.5
+        loads.append((endpoint.name, server.name, warmup))
+        return {"requests_per_second": rps, "unexpected": 0, "socket_errors": 0}
+
+    monkeypatch.setattr(bench, "measure", fake_measure)
+    ctx = _context(_settings(duration=10.0, warmup=2.0), tmp_path)
+    ctx.files["peer_db"] = tmp_path / "peer.sqlite3"
+    backend = backends.Backend("B", "test", {}, workers=2, threads=4)
+    backend.forwarded = dict(backends.B_FORWARDED_HEADERS)
+    refapi = SimpleNamespace(name="refapi-B", url="http://127.0.0.1:1")
+    endpoints = {
+        endpoint.name: endpoint
+        for endpoint in bench.refapi_endpoints(ctx, [1000])
+        if endpoint.name in ("ping", "get-hit")
+    }
+    result = bench.head_to_head(ctx, backend, refapi, endpoints, log=lambda line: None)
+
+    assert result["duration"] == 5.0
+    assert len(result["rounds"]) == bench.HEAD_TO_HEAD_ROUNDS == 3
+    names = [name for name, _, _ in loads]
+    # All four in every round, the order rotating, so no stack always goes first.
+    assert names[0:4] == ["bare-ping", "ping", "get-hit", "peer-get"]
+    assert names[4:8] == ["ping", "get-hit", "peer-get", "bare-ping"]
+    assert names[8:12] == ["get-hit", "peer-get", "bare-ping", "ping"]
+    assert {server for name, server, _ in loads if name in ("ping", "get-hit")} == {"refapi-B"}
+    assert [warmup for _, _, warmup in loads] == [2.0] * 4 + [0] * 8  # warmed up once
+    assert [entry["ping_ratio"] for entry in result["rounds"]] == [0.9, 0.9, 0.9]
+    assert [entry["peer_ratio"] for entry in result["rounds"]] == [1.1, 0.733, 1.1]
+    assert result["peer_ratio"] == {"median": 1.1, "min": 0.733, "max": 1.1}
+
+    config = _config({"ping": 0.7, "get-hit": 0.8}, peer_rps=900.0, drift=0.3)
+    config["head_to_head"] = result
+    rows = {row["goal"]: row for row in report.goals({"configurations": {"B": config}})}
+    ping, peer = rows["[B] full-stack /ping"], rows["[B] GET /get cache hit vs the FastAPI peer"]
+    # The rounds, not the single loads a minute apart (0.7 and 0.8 / 0.9 here).
+    assert (ping["measured"], ping["met"]) == (0.9, True)
+    assert (peer["measured"], peer["met"]) == (1.1, True)
+    assert peer["basis"] == "median of 3 interleaved rounds, 0.73 to 1.10"
+    # The rounds do not lean on the ceiling's two loads; the single-load goals still do.
+    assert "noisy" not in ping
+    assert "noisy" not in peer
+    assert rows["[B] GET /get cache hit"]["noisy"] == "ceiling drift 30%"
+    text = report.markdown(
+        {
+            **_results(peer_ping=None),
+            "configurations": {
+                "B": {**_results(peer_ping=None)["configurations"]["B"], "head_to_head": result}
+            },
+        }
+    )
+    assert "| 2 | 500 | 450 | 440 | 600 | 0.900 | 0.733 |" in text
+
+
+def test_an_error_in_a_head_to_head_round_counts_against_the_zero_errors_goal():
+    config = _config({"ping": 0.95, "get-hit": 0.8}, peer_rps=900.0)
+    load = {"requests_per_second": 1.0, "unexpected": 0, "socket_errors": 0}
+    config["head_to_head"] = {
+        "available": True,
+        "duration": 5.0,
+        "rounds": [{"bare-ping": load, "ping": {**load, "socket_errors": 3}, "ping_ratio": 1.0}],
+        "ping_ratio": {"median": 1.0, "min": 1.0, "max": 1.0},
+    }
+    rows = {row["goal"]: row for row in report.goals({"configurations": {"B": config}})}
+    assert rows["[B] zero errors, zero unexpected statuses"]["measured"] == 3
