@@ -347,11 +347,19 @@ def peer(ctx: Context, backend: backends.Backend) -> dict[str, Any]:
         }
 
 
-# Each goal that sets refapi against another stack (its /ping against the bare Flask /ping, its
-# cached read against the peer's) is also measured in this many interleaved rounds.
+# The goals that are a ratio between two loads at their margin are also measured in this many
+# interleaved rounds: refapi's /ping against the bare Flask /ping, its cached read against the
+# peer's, and the reference data against the cached read.
 HEAD_TO_HEAD_ROUNDS = 3
-# (the goal's key, refapi's endpoint, the other stack's load)
-HEAD_TO_HEAD_PAIRS = (("ping", "ping", "bare-ping"), ("peer", "get-hit", "peer-get"))
+# (the goal's key, refapi's endpoint, the load it is set against)
+HEAD_TO_HEAD_PAIRS = (
+    ("ping", "ping", "bare-ping"),
+    ("peer", "get-hit", "peer-get"),
+    ("zipcode", "zipcode", "get-hit"),
+    ("indices", "indices", "get-hit"),
+)
+# refapi's endpoints a round loads, in this order before it rotates.
+HEAD_TO_HEAD_REFAPI = ("ping", "get-hit", "zipcode", "indices")
 
 
 def head_to_head(
@@ -361,13 +369,13 @@ def head_to_head(
     endpoints: Mapping[str, Endpoint],
     log: Any,
 ) -> dict[str, Any]:
-    """refapi's /ping against the bare Flask /ping, and its cached read against the peer's, in
-    interleaved rounds, with every server running at once (an idle one costs next to nothing).
+    """The pairs of HEAD_TO_HEAD_PAIRS in interleaved rounds, with the bare Flask app, refapi and
+    the peer running at once (an idle server costs next to nothing).
 
-    The tables' single loads of each stand a minute or more apart, and this machine moved by a
-    third between them. Here each round loads the four one right after the other, in an order
-    that rotates from round to round; each ratio is taken within its round, and a goal reads
-    the median of the rounds.
+    The tables' single loads stand a minute or more apart, and this machine moved by a third
+    between them. Here each round loads the bare /ping, refapi's endpoints and the peer's read
+    one right after the other, in an order that rotates from round to round; each ratio is
+    taken within its round, and a goal reads the median of the rounds.
     """
     settings = ctx.settings
     rounds = 1 if settings.quick else HEAD_TO_HEAD_ROUNDS
@@ -376,11 +384,7 @@ def head_to_head(
     other, peer_get = peer_server(ctx, backend)
     loads = [
         ("bare-ping", bare, bare_ping),
-        *(
-            (name, refapi, endpoints[name])
-            for _, name, _ in HEAD_TO_HEAD_PAIRS
-            if name in endpoints
-        ),
+        *((name, refapi, endpoints[name]) for name in HEAD_TO_HEAD_REFAPI if name in endpoints),
         ("peer-get", other, peer_get),
     ]
     measured: list[dict[str, Any]] = []
@@ -404,7 +408,7 @@ def head_to_head(
                     "socket_errors": result["socket_errors"],
                 }
             for key, ours, theirs in HEAD_TO_HEAD_PAIRS:
-                if ours in entry and entry[theirs]["requests_per_second"]:
+                if ours in entry and theirs in entry and entry[theirs]["requests_per_second"]:
                     entry[f"{key}_ratio"] = round(
                         entry[ours]["requests_per_second"] / entry[theirs]["requests_per_second"],
                         3,
@@ -508,7 +512,7 @@ def run_configuration(ctx: Context, backend: backends.Backend, log: Any) -> dict
             )
             endpoints.append({**entry, "available": True, **result})
             loaded[endpoint.name] = endpoint
-        if any(ours in loaded for _, ours, _ in HEAD_TO_HEAD_PAIRS):
+        if any(name in loaded for name in HEAD_TO_HEAD_REFAPI):
             log(f"[{backend.name}] head to head: interleaved rounds with the bare app and the peer")
             try:
                 report["head_to_head"] = head_to_head(ctx, backend, server, loaded, log)
