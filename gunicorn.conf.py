@@ -190,9 +190,14 @@ _WORKER_CLASS_NAMES = {
 
 def _worker_class_name(server):
     """The name of the worker class gunicorn runs (REFAPI_WORKER_CLASS's, or `-k` on the command
-    line), or None for a class of neither name (`-k sync`)."""
+    line), or None for a class of neither name (`-k sync`). A subclass of one has its name
+    (`-k gevent_pywsgi` is gunicorn's gevent worker serving through gevent's own WSGI server)."""
     running = server.worker_class  # the class the arbiter loaded from its configuration
-    return _WORKER_CLASS_NAMES.get(f"{running.__module__}.{running.__qualname__}")
+    for cls in running.__mro__:
+        name = _WORKER_CLASS_NAMES.get(f"{cls.__module__}.{cls.__qualname__}")
+        if name is not None:
+            return name
+    return None
 
 
 def when_ready(server):

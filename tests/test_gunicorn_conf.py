@@ -251,6 +251,7 @@ def test_gevent_workers_on_sqlite_are_warned_of(
     [
         ("refapi.gevent_worker.GeventWorker", True),  # as REFAPI_WORKER_CLASS=gevent gives it
         ("gunicorn.workers.ggevent.GeventWorker", True),  # gunicorn's own, `-k gevent`
+        ("gevent_pywsgi", True),  # a subclass of gunicorn's gevent worker
         ("refapi.worker.ThreadWorker", False),
         ("gunicorn.workers.gthread.ThreadWorker", False),
         ("sync", False),  # neither of refapi's worker classes
