@@ -7,6 +7,7 @@ the FastAPI peer's one-row read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import time
@@ -257,7 +258,8 @@ def seed_store_through_api(server: servers.Server, ctx: Context) -> dict[str, An
 def bare_server(
     ctx: Context, backend: backends.Backend, when: str, app: str = "bare_flask:app"
 ) -> tuple[servers.Server, Endpoint]:
-    """A bare app under refapi's gunicorn settings (not started), and its /ping."""
+    """A bare app under refapi's gunicorn settings, started (stop it: ``servers.running``), and
+    its /ping."""
     name = app.partition(":")[0].replace("_", "-")
     ping = Endpoint(
         "bare-ping",
@@ -290,7 +292,8 @@ def ceiling(
 
 
 def peer_server(ctx: Context, backend: backends.Backend) -> tuple[servers.Server, Endpoint]:
-    """The FastAPI peer under uvicorn (not started), and its read of the hot keys."""
+    """The FastAPI peer under uvicorn, started (stop it: ``servers.running``), and its read of
+    the hot keys."""
     hot = [data.store_key(number) for number in range(ctx.settings.hot_keys)]
     endpoint = Endpoint(
         "peer-get",
@@ -369,63 +372,102 @@ def head_to_head(
     endpoints: Mapping[str, Endpoint],
     log: Any,
 ) -> dict[str, Any]:
-    """The pairs of HEAD_TO_HEAD_PAIRS in interleaved rounds, with the bare Flask app, refapi and
-    the peer running at once (an idle server costs next to nothing).
+    """The pairs of HEAD_TO_HEAD_PAIRS in interleaved rounds, with refapi and the other stacks
+    (the bare Flask app, the peer: only those a pair needs) running at once.
 
     The tables' single loads stand a minute or more apart, and this machine moved by a third
-    between them. Here each round loads the bare /ping, refapi's endpoints and the peer's read
-    one right after the other, in an order that rotates from round to round; each ratio is
-    taken within its round, and a goal reads the median of the rounds.
+    between them. Here each round loads the two sides of each pair back to back, the pair's own
+    side first in one round and the other's first in the next (so a machine slowing down or
+    speeding up within a round favours neither side), the pairs in an order that rotates; each
+    ratio is taken within its pair, and a goal reads the median of the rounds.
     """
     settings = ctx.settings
     rounds = 1 if settings.quick else HEAD_TO_HEAD_ROUNDS
     duration = max(1.0, settings.duration / 2)
-    bare, bare_ping = bare_server(ctx, backend, "head-to-head")
-    other, peer_get = peer_server(ctx, backend)
-    loads = [
-        ("bare-ping", bare, bare_ping),
-        *((name, refapi, endpoints[name]) for name in HEAD_TO_HEAD_REFAPI if name in endpoints),
-        ("peer-get", other, peer_get),
-    ]
+    pairs = [pair for pair in HEAD_TO_HEAD_PAIRS if pair[1] in endpoints]
+    sides: dict[str, tuple[servers.Server, Endpoint]] = {
+        name: (refapi, endpoints[name]) for name in HEAD_TO_HEAD_REFAPI if name in endpoints
+    }
+    summary: dict[str, Any] = {"available": True, "duration": duration, "skipped": {}}
     measured: list[dict[str, Any]] = []
-    with servers.running(bare), servers.running(other):
+    unavailable: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        needed = {theirs for _, _, theirs in pairs}
+        # Each server is stopped however the rounds end, from the moment it has started.
+        starters = {
+            "bare-ping": lambda: bare_server(ctx, backend, "head-to-head"),
+            "peer-get": lambda: peer_server(ctx, backend),
+        }
+        for name, start in starters.items():
+            if name not in needed:
+                continue
+            server, endpoint = start()
+            stack.enter_context(servers.running(server))
+            reason = probe(server, ctx, endpoint, backend.forwarded)
+            if reason is None:
+                sides[name] = (server, endpoint)
+            else:
+                unavailable[name] = reason
+        for key, _, theirs in pairs:
+            if theirs not in sides:
+                summary["skipped"][key] = f"{theirs} unavailable: {unavailable[theirs]}"
+        pairs = [pair for pair in pairs if pair[0] not in summary["skipped"]]
         for number in range(rounds):
-            shift = number % len(loads)
+            shift = number % len(pairs) if pairs else 0
             entry: dict[str, Any] = {}
-            for name, server, endpoint in loads[shift:] + loads[:shift]:
-                result = measure(
-                    server,
-                    ctx,
-                    endpoint,
-                    tag=f"{backend.name}-h2h-{name}",
-                    duration=duration,
-                    warmup=settings.warmup if number == 0 else 0,
-                    forwarded=backend.forwarded,
-                )
-                entry[name] = {
-                    "requests_per_second": result["requests_per_second"],
-                    "unexpected": result["unexpected"],
-                    "socket_errors": result["socket_errors"],
-                }
-            for key, ours, theirs in HEAD_TO_HEAD_PAIRS:
-                if ours in entry and theirs in entry and entry[theirs]["requests_per_second"]:
-                    entry[f"{key}_ratio"] = round(
-                        entry[ours]["requests_per_second"] / entry[theirs]["requests_per_second"],
-                        3,
+            for key, ours, theirs in pairs[shift:] + pairs[:shift]:
+                order = (ours, theirs) if number % 2 == 0 else (theirs, ours)
+                loaded: dict[str, dict[str, Any]] = {}
+                for side in order:
+                    server, endpoint = sides[side]
+                    result = measure(
+                        server,
+                        ctx,
+                        endpoint,
+                        tag=f"{backend.name}-h2h-{key}-{side}",
+                        duration=duration,
+                        warmup=settings.warmup if number == 0 else 0,
+                        forwarded=backend.forwarded,
                     )
+                    loaded[side] = {
+                        name: result.get(name)
+                        for name in (
+                            "requests_per_second",
+                            "unexpected",
+                            "socket_errors",
+                            "busiest_worker_cpu_share",
+                            "attempts",
+                        )
+                    }
+                theirs_rps = loaded[theirs]["requests_per_second"]
+                entry[key] = {
+                    "ours": loaded[ours],
+                    "theirs": loaded[theirs],
+                    "first": "ours" if order[0] == ours else "theirs",
+                    "ratio": (
+                        round(loaded[ours]["requests_per_second"] / theirs_rps, 3)
+                        if theirs_rps
+                        else None
+                    ),
+                }
             log(
                 f"[{backend.name}]   round {number + 1}: "
-                + ", ".join(f"{k} {v}" for k, v in entry.items() if k.endswith("_ratio"))
+                + ", ".join(f"{key} {pair['ratio']}" for key, pair in entry.items())
             )
             measured.append(entry)
-    summary: dict[str, Any] = {"available": True, "rounds": measured, "duration": duration}
+    summary["rounds"] = measured
     for key, _, _ in HEAD_TO_HEAD_PAIRS:
-        ratios = [entry[f"{key}_ratio"] for entry in measured if f"{key}_ratio" in entry]
+        ratios = [
+            entry[key]["ratio"]
+            for entry in measured
+            if key in entry and entry[key]["ratio"] is not None
+        ]
         if ratios:
             summary[f"{key}_ratio"] = {
                 "median": round(statistics.median(ratios), 3),
                 "min": min(ratios),
                 "max": max(ratios),
+                "rounds": len(ratios),
             }
     return summary
 
