@@ -361,8 +361,8 @@ HEAD_TO_HEAD_PAIRS = (
     ("zipcode", "zipcode", "get-hit"),
     ("indices", "indices", "get-hit"),
 )
-# refapi's endpoints a round loads, in this order before it rotates.
-HEAD_TO_HEAD_REFAPI = ("ping", "get-hit", "zipcode", "indices")
+# refapi's endpoints in the pairs; the other sides are the bare app's and the peer's.
+HEAD_TO_HEAD_REFAPI = tuple(dict.fromkeys(ours for _, ours, _ in HEAD_TO_HEAD_PAIRS))
 
 
 def head_to_head(
@@ -410,7 +410,8 @@ def head_to_head(
                 unavailable[name] = reason
         for key, _, theirs in pairs:
             if theirs not in sides:
-                summary["skipped"][key] = f"{theirs} unavailable: {unavailable[theirs]}"
+                why = unavailable.get(theirs, "not loaded in this run (--endpoints)")
+                summary["skipped"][key] = f"{theirs} unavailable: {why}"
         pairs = [pair for pair in pairs if pair[0] not in summary["skipped"]]
         for number in range(rounds):
             shift = number % len(pairs) if pairs else 0

@@ -55,59 +55,58 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
 
+    def compared_goal(
+        paired: dict[str, Any], key: str, name: str, single: float | None, target: float, unit: str
+    ) -> None:
+        """A goal the head-to-head rounds measure: their median when they ran, else the ratio
+        of the single loads."""
+        rounds = paired.get(f"{key}_ratio")
+        goal(name, rounds["median"] if rounds else single, target, unit)
+        if rounds:
+            _from_rounds(rows[-1], rounds)
+
     for label, config in results["configurations"].items():
         if "endpoints" not in config:
             continue
         first = len(rows)
         paired = config.get("head_to_head", {})
-        if (ping := paired.get("ping_ratio")) is not None:
-            goal(f"[{label}] full-stack /ping", ping["median"], 0.9)
-            _from_rounds(rows[-1], ping)
-        else:
-            goal(f"[{label}] full-stack /ping", ratio(config, "ping"), 0.9)
+        compared_goal(
+            paired,
+            "ping",
+            f"[{label}] full-stack /ping",
+            ratio(config, "ping"),
+            0.9,
+            "x bare /ping",
+        )
         goal(f"[{label}] GET /get cache hit", ratio(config, "get-hit"), 0.6)
         goal(f"[{label}] GET /get cache miss", ratio(config, "get-miss"), 0.3)
         hit = _endpoint(config, "get-hit")
         peer = config.get("peer", {})
-        if (against := paired.get("peer_ratio")) is not None:
-            goal(
-                f"[{label}] GET /get cache hit vs the FastAPI peer",
-                against["median"],
-                1.0,
-                "x peer (must be ahead)",
-            )
-            _from_rounds(rows[-1], against)
-        elif hit and peer.get("available"):
-            goal(
-                f"[{label}] GET /get cache hit vs the FastAPI peer",
-                round(hit["requests_per_second"] / peer["requests_per_second"], 3),
-                1.0,
-                "x peer (must be ahead)",
-            )
-        else:
-            goal(f"[{label}] GET /get cache hit vs the FastAPI peer", None, 1.0, "x peer")
+        compared_goal(
+            paired,
+            "peer",
+            f"[{label}] GET /get cache hit vs the FastAPI peer",
+            round(hit["requests_per_second"] / peer["requests_per_second"], 3)
+            if hit and peer.get("available")
+            else None,
+            1.0,
+            "x peer (must be ahead)",
+        )
         for name, text in (
             ("zipcode", "GET /zipcodes/<zipcode>"),
             ("indices", "GET /indices/health?base_year=2013"),
         ):
             entry = _endpoint(config, name)
-            level = paired.get(f"{name}_ratio")
-            if level is not None:
-                measured = level["median"]
-            else:
-                measured = (
-                    round(entry["requests_per_second"] / hit["requests_per_second"], 3)
-                    if entry and hit
-                    else None
-                )
-            goal(
+            compared_goal(
+                paired,
+                name,
                 f"[{label}] {text} at the level of the cached GET /get",
-                measured,
+                round(entry["requests_per_second"] / hit["requests_per_second"], 3)
+                if entry and hit
+                else None,
                 0.9,
                 "x cached GET /get",
             )
-            if level is not None:
-                _from_rounds(rows[-1], level)
         loads = [entry for entry in config["endpoints"] if entry.get("available")]
         # refapi's loads in the rounds too; the other stacks' are not refapi's errors.
         loads += [pair["ours"] for entry in paired.get("rounds", ()) for pair in entry.values()]

@@ -751,3 +751,19 @@ def test_an_error_in_a_head_to_head_round_counts_against_the_zero_errors_goal():
     rows = {row["goal"]: row for row in report.goals({"configurations": {"B": config}})}
     # refapi's 3 socket errors count; the bare app's statuses are not refapi's.
     assert rows["[B] zero errors, zero unexpected statuses"]["measured"] == 3
+
+
+def test_a_pair_whose_other_side_was_not_loaded_in_this_run_is_left_out_and_said_so(
+    monkeypatch, tmp_path
+):
+    # `--endpoints zipcode`: the zipcode lookup is set against a cached read the run never loaded.
+    stacks, loads, run = _head_to_head(
+        monkeypatch, tmp_path, lambda number, name, server: float(SPEED[name]), names=("zipcode",)
+    )
+    result = run()
+    assert result["skipped"] == {
+        "zipcode": "get-hit unavailable: not loaded in this run (--endpoints)"
+    }
+    assert result["rounds"] == [{}, {}, {}]
+    assert loads == []
+    assert stacks.started == []
