@@ -365,6 +365,81 @@ HEAD_TO_HEAD_PAIRS = (
 HEAD_TO_HEAD_REFAPI = tuple(dict.fromkeys(ours for _, ours, _ in HEAD_TO_HEAD_PAIRS))
 
 
+# What head_to_head keeps of each side's load.
+_PAIR_LOAD_FIELDS = (
+    "requests_per_second",
+    "unexpected",
+    "socket_errors",
+    "busiest_worker_cpu_share",
+    "attempts",
+)
+
+
+def _other_stacks(
+    ctx: Context,
+    backend: backends.Backend,
+    needed: set[str],
+    stack: contextlib.ExitStack,
+) -> tuple[dict[str, tuple[servers.Server, Endpoint]], dict[str, str]]:
+    """The bare Flask app and the peer, those of ``needed``: started, each stopped by ``stack``
+    however the rounds end, from the moment it has started, and probed. The sides that answered,
+    and why each of the others is unavailable.
+    """
+    starters = {
+        "bare-ping": lambda: bare_server(ctx, backend, "head-to-head"),
+        "peer-get": lambda: peer_server(ctx, backend),
+    }
+    sides: dict[str, tuple[servers.Server, Endpoint]] = {}
+    unavailable: dict[str, str] = {}
+    for name, start in starters.items():
+        if name not in needed:
+            continue
+        server, endpoint = start()
+        stack.enter_context(servers.running(server))
+        reason = probe(server, ctx, endpoint, backend.forwarded)
+        if reason is None:
+            sides[name] = (server, endpoint)
+        else:
+            unavailable[name] = reason
+    return sides, unavailable
+
+
+def _load_pair(
+    ctx: Context,
+    backend: backends.Backend,
+    sides: Mapping[str, tuple[servers.Server, Endpoint]],
+    pair: tuple[str, str, str],
+    number: int,
+    duration: float,
+) -> dict[str, Any]:
+    """Round ``number``'s two loads of ``pair``, back to back (refapi's side first in an even
+    round, the other's in an odd one), and their ratio."""
+    key, ours, theirs = pair
+    order = (ours, theirs) if number % 2 == 0 else (theirs, ours)
+    loaded: dict[str, dict[str, Any]] = {}
+    for side in order:
+        server, endpoint = sides[side]
+        result = measure(
+            server,
+            ctx,
+            endpoint,
+            tag=f"{backend.name}-h2h-{key}-{side}",
+            duration=duration,
+            warmup=ctx.settings.warmup if number == 0 else 0,
+            forwarded=backend.forwarded,
+        )
+        loaded[side] = {name: result.get(name) for name in _PAIR_LOAD_FIELDS}
+    theirs_rps = loaded[theirs]["requests_per_second"]
+    return {
+        "ours": loaded[ours],
+        "theirs": loaded[theirs],
+        "first": "ours" if order[0] == ours else "theirs",
+        "ratio": (
+            round(loaded[ours]["requests_per_second"] / theirs_rps, 3) if theirs_rps else None
+        ),
+    }
+
+
 def head_to_head(
     ctx: Context,
     backend: backends.Backend,
@@ -381,33 +456,17 @@ def head_to_head(
     speeding up within a round favours neither side), the pairs in an order that rotates; each
     ratio is taken within its pair, and a goal reads the median of the rounds.
     """
-    settings = ctx.settings
-    rounds = 1 if settings.quick else HEAD_TO_HEAD_ROUNDS
-    duration = max(1.0, settings.duration / 2)
+    rounds = 1 if ctx.settings.quick else HEAD_TO_HEAD_ROUNDS
+    duration = max(1.0, ctx.settings.duration / 2)
     pairs = [pair for pair in HEAD_TO_HEAD_PAIRS if pair[1] in endpoints]
     sides: dict[str, tuple[servers.Server, Endpoint]] = {
         name: (refapi, endpoints[name]) for name in HEAD_TO_HEAD_REFAPI if name in endpoints
     }
     summary: dict[str, Any] = {"available": True, "duration": duration, "skipped": {}}
     measured: list[dict[str, Any]] = []
-    unavailable: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
-        needed = {theirs for _, _, theirs in pairs}
-        # Each server is stopped however the rounds end, from the moment it has started.
-        starters = {
-            "bare-ping": lambda: bare_server(ctx, backend, "head-to-head"),
-            "peer-get": lambda: peer_server(ctx, backend),
-        }
-        for name, start in starters.items():
-            if name not in needed:
-                continue
-            server, endpoint = start()
-            stack.enter_context(servers.running(server))
-            reason = probe(server, ctx, endpoint, backend.forwarded)
-            if reason is None:
-                sides[name] = (server, endpoint)
-            else:
-                unavailable[name] = reason
+        others, unavailable = _other_stacks(ctx, backend, {theirs for _, _, theirs in pairs}, stack)
+        sides.update(others)
         for key, _, theirs in pairs:
             if theirs not in sides:
                 why = unavailable.get(theirs, "not loaded in this run (--endpoints)")
@@ -415,42 +474,10 @@ def head_to_head(
         pairs = [pair for pair in pairs if pair[0] not in summary["skipped"]]
         for number in range(rounds):
             shift = number % len(pairs) if pairs else 0
-            entry: dict[str, Any] = {}
-            for key, ours, theirs in pairs[shift:] + pairs[:shift]:
-                order = (ours, theirs) if number % 2 == 0 else (theirs, ours)
-                loaded: dict[str, dict[str, Any]] = {}
-                for side in order:
-                    server, endpoint = sides[side]
-                    result = measure(
-                        server,
-                        ctx,
-                        endpoint,
-                        tag=f"{backend.name}-h2h-{key}-{side}",
-                        duration=duration,
-                        warmup=settings.warmup if number == 0 else 0,
-                        forwarded=backend.forwarded,
-                    )
-                    loaded[side] = {
-                        name: result.get(name)
-                        for name in (
-                            "requests_per_second",
-                            "unexpected",
-                            "socket_errors",
-                            "busiest_worker_cpu_share",
-                            "attempts",
-                        )
-                    }
-                theirs_rps = loaded[theirs]["requests_per_second"]
-                entry[key] = {
-                    "ours": loaded[ours],
-                    "theirs": loaded[theirs],
-                    "first": "ours" if order[0] == ours else "theirs",
-                    "ratio": (
-                        round(loaded[ours]["requests_per_second"] / theirs_rps, 3)
-                        if theirs_rps
-                        else None
-                    ),
-                }
+            entry = {
+                pair[0]: _load_pair(ctx, backend, sides, pair, number, duration)
+                for pair in pairs[shift:] + pairs[:shift]
+            }
             log(
                 f"[{backend.name}]   round {number + 1}: "
                 + ", ".join(f"{key} {pair['ratio']}" for key, pair in entry.items())
