@@ -351,8 +351,8 @@ def peer(ctx: Context, backend: backends.Backend) -> dict[str, Any]:
 
 
 # The goals that are a ratio between two loads at their margin are also measured in this many
-# interleaved rounds: refapi's /ping against the bare Flask /ping, its cached read against the
-# peer's, and the reference data against the cached read.
+# interleaved rounds: refapi's /ping, its cached read and its miss against the bare Flask /ping,
+# its cached read against the peer's, and the reference data against the cached read.
 HEAD_TO_HEAD_ROUNDS = 3
 # (the goal's key, refapi's endpoint, the load it is set against)
 HEAD_TO_HEAD_PAIRS = (
@@ -360,6 +360,8 @@ HEAD_TO_HEAD_PAIRS = (
     ("peer", "get-hit", "peer-get"),
     ("zipcode", "zipcode", "get-hit"),
     ("indices", "indices", "get-hit"),
+    ("hit", "get-hit", "bare-ping"),
+    ("miss", "get-miss", "bare-ping"),
 )
 # refapi's endpoints in the pairs; the other sides are the bare app's and the peer's.
 HEAD_TO_HEAD_REFAPI = tuple(dict.fromkeys(ours for _, ours, _ in HEAD_TO_HEAD_PAIRS))

@@ -78,8 +78,13 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             0.9,
             "x bare /ping",
         )
-        goal(f"[{label}] GET /get cache hit", ratio(config, "get-hit"), 0.6)
-        goal(f"[{label}] GET /get cache miss", ratio(config, "get-miss"), 0.3)
+        for key, name, text, target in (
+            ("hit", "get-hit", "GET /get cache hit", 0.6),
+            ("miss", "get-miss", "GET /get cache miss", 0.3),
+        ):
+            compared_goal(
+                paired, key, f"[{label}] {text}", ratio(config, name), target, "x bare /ping"
+            )
         hit = _endpoint(config, "get-hit")
         peer = config.get("peer", {})
         compared_goal(
@@ -311,6 +316,8 @@ HEAD_TO_HEAD_LABELS = {
     "peer": ("GET /get/<key> (cache hit)", "FastAPI peer GET /get/<key>"),
     "zipcode": ("GET /zipcodes/<zipcode>", "GET /get/<key> (cache hit)"),
     "indices": ("GET /indices/health", "GET /get/<key> (cache hit)"),
+    "hit": ("GET /get/<key> (cache hit)", "bare Flask /ping"),
+    "miss": ("GET /get/<key> (no such key)", "bare Flask /ping"),
 }
 
 

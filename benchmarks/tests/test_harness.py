@@ -618,7 +618,7 @@ def _head_to_head(monkeypatch, tmp_path, rps, names=("ping", "get-hit", "zipcode
 
 
 SPEED = {"bare-ping": 1000, "ping": 900, "get-hit": 800, "zipcode": 760, "indices": 840}
-SPEED["peer-get"] = 700
+SPEED.update({"peer-get": 700, "get-miss": 300})
 
 
 def test_head_to_head_loads_each_pair_back_to_back_and_the_first_side_alternates(
@@ -627,27 +627,34 @@ def test_head_to_head_loads_each_pair_back_to_back_and_the_first_side_alternates
     # The machine slows down by a tenth with every load: a pair loaded in the same order every
     # round would always favour its first side.
     stacks, loads, run = _head_to_head(
-        monkeypatch, tmp_path, lambda number, name, server: SPEED[name] * 0.9**number
+        monkeypatch,
+        tmp_path,
+        lambda number, name, server: SPEED[name] * 0.9**number,
+        names=("ping", "get-hit", "get-miss", "zipcode", "indices"),
     )
     result = run()
     assert len(result["rounds"]) == bench.HEAD_TO_HEAD_ROUNDS == 3
-    assert len(loads) == 3 * 4 * 2  # each of the four pairs' two sides, in each round
+    assert len(loads) == 3 * 6 * 2  # each of the six pairs' two sides, in each round
     pairs = [(loads[n][0], loads[n + 1][0]) for n in range(0, len(loads), 2)]
-    assert pairs[:4] == [
+    assert pairs[:6] == [
         ("ping", "bare-ping"),
         ("get-hit", "peer-get"),
         ("zipcode", "get-hit"),
         ("indices", "get-hit"),
+        ("get-hit", "bare-ping"),
+        ("get-miss", "bare-ping"),
     ]
     # Round 2: the pairs rotated, each the other way round; round 3: rotated again, ours first.
-    assert pairs[4:8] == [
+    assert pairs[6:12] == [
         ("peer-get", "get-hit"),
         ("get-hit", "zipcode"),
         ("get-hit", "indices"),
+        ("bare-ping", "get-hit"),
+        ("bare-ping", "get-miss"),
         ("bare-ping", "ping"),
     ]
-    assert pairs[8][0] == "zipcode"
-    assert [warmup for _, _, warmup in loads] == [2.0] * 8 + [0] * 16  # warmed up once
+    assert pairs[12][0] == "zipcode"
+    assert [warmup for _, _, warmup in loads] == [2.0] * 12 + [0] * 24  # warmed up once
     assert {
         server
         for name, server, _ in loads
@@ -659,6 +666,10 @@ def test_head_to_head_loads_each_pair_back_to_back_and_the_first_side_alternates
     assert ping == [1.0, 0.81, 1.0]
     assert [entry["ping"]["first"] for entry in result["rounds"]] == ["ours", "theirs", "ours"]
     assert result["ping_ratio"]["rounds"] == 3
+    # The miss against the bare /ping: 0.3 / 0.9 (ours first, the machine a tenth faster for it)
+    # and 0.3 x 0.9 in round 2.
+    assert [entry["miss"]["ratio"] for entry in result["rounds"]] == [0.333, 0.27, 0.333]
+    assert result["miss_ratio"] == {"median": 0.333, "min": 0.27, "max": 0.333, "rounds": 3}
     # Every server the rounds started is stopped; the peer and the bare app were both needed.
     assert sorted(stacks.started) == sorted(stacks.stopped)
     assert len(stacks.started) == 2
@@ -669,7 +680,7 @@ def test_the_goals_read_the_median_of_the_rounds_and_say_when_they_straddle_the_
 ):
     def rps(number, name, server):
         value = float(SPEED[name])
-        round_number = number // 8
+        round_number = number // 10  # five pairs of two loads a round
         if round_number == 1 and name == "peer-get":
             value *= 1.5  # one lucky load of the peer's
         return value
@@ -678,22 +689,29 @@ def test_the_goals_read_the_median_of_the_rounds_and_say_when_they_straddle_the_
     result = run()
     assert result["peer_ratio"] == {"median": 1.143, "min": 0.762, "max": 1.143, "rounds": 3}
     assert result["zipcode_ratio"]["median"] == 0.95
-    config = _config({"ping": 0.7, "get-hit": 0.8, "zipcode": 0.5}, peer_rps=900.0, drift=0.3)
+    config = _config(
+        {"ping": 0.7, "get-hit": 0.5, "get-miss": 0.35, "zipcode": 0.5}, peer_rps=900.0, drift=0.3
+    )
     config["head_to_head"] = result
     rows = {row["goal"]: row for row in report.goals({"configurations": {"B": config}})}
     ping = rows["[B] full-stack /ping"]
+    hit = rows["[B] GET /get cache hit"]
     peer = rows["[B] GET /get cache hit vs the FastAPI peer"]
     zipcode = rows["[B] GET /zipcodes/<zipcode> at the level of the cached GET /get"]
     # The rounds, not the single loads a minute apart (0.7, 0.8 / 0.9, 0.5 / 0.8 here).
     assert (ping["measured"], ping["met"]) == (0.9, True)
     assert (peer["measured"], peer["met"]) == (1.143, True)
     assert (zipcode["measured"], zipcode["met"]) == (0.95, True)
+    assert (hit["measured"], hit["met"]) == (0.8, True)  # 800 / 1000 in every round, not 0.5
     assert peer["basis"] == "median of 3 interleaved rounds, 0.76 to 1.14"
     # Rounds on both sides of the target make the verdict unreliable; the ceiling's drift
     # concerns only the goals read off single loads.
     assert peer["noisy"] == "its rounds fall on both sides of the target"
     assert "noisy" not in ping
-    assert rows["[B] GET /get cache hit"]["noisy"] == "ceiling drift 30%"
+    # The miss was not in these rounds: its single load counts, with the ceiling's drift.
+    miss = rows["[B] GET /get cache miss"]
+    assert (miss["measured"], miss["noisy"]) == (0.35, "ceiling drift 30%")
+    assert "basis" not in miss
     text = report.markdown(
         {
             **_results(peer_ping=None),
