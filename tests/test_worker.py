@@ -19,9 +19,11 @@ import pytest
 from gunicorn.config import Config
 from gunicorn.http import errors as http_errors
 from gunicorn.http.parser import RequestParser
+from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.ggevent import GeventWorker as GunicornGeventWorker
 from gunicorn.workers.gthread import ThreadWorker as GthreadWorker
 
+from refapi import gevent_worker as refapi_gevent_worker
 from refapi.errors import problem_type
 from refapi.gevent_worker import GeventWorker
 from refapi.worker import ProblemPages, ThreadWorker
@@ -240,7 +242,7 @@ def test_a_gevent_worker_knows_the_connection_while_it_serves_a_request_and_only
 ):
     server, client = connection
     client.shutdown(socket.SHUT_WR)  # a closing connection lingers for nothing more
-    req = types.SimpleNamespace(unreader=object())
+    req = types.SimpleNamespace(unreader=SocketUnreader(server))
     seen = []
 
     def gunicorns(self: GeventWorker, listener_name: object, *_: object) -> None:
@@ -250,7 +252,8 @@ def test_a_gevent_worker_knows_the_connection_while_it_serves_a_request_and_only
 
     monkeypatch.setattr(GunicornGeventWorker, "handle_request", gunicorns)
     worker = GeventWorker.__new__(GeventWorker)
-    worker._serving = gevent.local.local()
+    worker._serving, worker._waiting, worker._shut = gevent.local.local(), {}, set()
+    worker.alive = True
     with ended(ending):
         worker.handle_request(("127.0.0.1", 5000), req, server, ("127.0.0.1", 5000))
     [served] = seen
@@ -267,7 +270,7 @@ def gevent_worker() -> GeventWorker:
     """refapi's gevent worker as far as serving a connection goes, with gunicorn's own loop and
     request handling, answering `answer`."""
     worker = GeventWorker.__new__(GeventWorker)
-    worker._serving = gevent.local.local()
+    worker._serving, worker._waiting, worker._shut = gevent.local.local(), {}, set()
     worker.cfg, worker.log = Config(), Log()
     worker.nr, worker.max_requests, worker.alive = 0, sys.maxsize, True
     worker.app = types.SimpleNamespace(wsgi=lambda: answer)
@@ -339,3 +342,106 @@ def test_a_gevent_worker_stopped_while_a_closing_connection_lingers_ends_quietly
         assert serving_greenlet.successful()
         assert server.fileno() == -1
         assert worker.log.failures == []
+
+
+# A stopping gevent worker and the kept-alive connections waiting for their next request.
+LINGER = 0.2
+
+
+@pytest.fixture
+def kept_alive(monkeypatch) -> Iterator[tuple[GeventWorker, gevent.Greenlet, socket.socket]]:
+    """A gevent worker serving a connection that has had one answer and waits for its next
+    request (gunicorn's keep-alive of 60 s), a stop lingering `LINGER`."""
+    monkeypatch.setattr(refapi_gevent_worker, "STOP_KEEPALIVE_LINGER", LINGER)
+    server, client = gevent.socket.socketpair()
+    with server, client:
+        worker = gevent_worker()
+        worker.cfg.set("keepalive", 60)
+        serving_greenlet = gevent.spawn(worker.handle, LISTENER, server, ("127.0.0.1", 5000))
+        client.sendall(GET)
+        assert one_answer(client).startswith(b"HTTP/1.1 200 OK")
+        gevent.sleep(0.01)  # the worker's greenlet is back in its read
+        yield worker, serving_greenlet, client
+        serving_greenlet.kill()
+
+
+def one_answer(client: socket.socket) -> bytes:
+    """One answer of `answer`'s (its body is "ok"), leaving the connection open."""
+    data = b""
+    while not data.endswith(b"\r\n\r\nok"):
+        chunk = client.recv(65536)
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    return data
+
+
+def test_a_stopping_gevent_worker_closes_a_connection_waiting_for_its_next_request(kept_alive):
+    # gunicorn's gevent worker kept it until its keep-alive ran out, and the stop waited for it.
+    worker, serving_greenlet, client = kept_alive
+    worker.alive = False
+    serving_greenlet.join(timeout=10)  # the keep-alive is 60 s
+    assert serving_greenlet.dead
+    assert client.recv(1) == b""
+    assert worker.log.failures == []
+    assert (worker._waiting, worker._shut) == ({}, set())
+
+
+def test_a_request_that_comes_while_the_stop_lingers_is_answered_saying_close(kept_alive):
+    worker, serving_greenlet, client = kept_alive
+    worker.alive = False
+    client.sendall(GET)
+    answered = received(client)
+    assert answers(answered) == [b"HTTP/1.1 200 OK"]
+    assert b"Connection: close" in answered
+    client.shutdown(socket.SHUT_WR)  # the worker's lingering close reads no more
+    serving_greenlet.join(timeout=10)
+    assert serving_greenlet.dead
+    assert worker.log.failures == []
+
+
+def test_a_stop_keeps_a_connection_whose_next_request_has_begun(kept_alive):
+    # Part of the next request has come and been read: shutting the connection would lose it.
+    worker, serving_greenlet, client = kept_alive
+    client.sendall(b"GET /ping HTTP/1.1\r\n")
+    gevent.sleep(0.01)  # read by the worker's greenlet, which waits for the rest
+    worker.alive = False
+    gevent.sleep(LINGER * 3)
+    assert not serving_greenlet.dead
+    client.sendall(b"Host: x\r\n\r\n")
+    answered = received(client)
+    assert answers(answered) == [b"HTTP/1.1 200 OK"]
+    assert b"Connection: close" in answered
+
+
+def test_a_stop_keeps_a_connection_whose_next_request_the_kernel_holds_unread(kept_alive):
+    # The request has come, and the worker's greenlet has not run yet to read it.
+    worker, serving_greenlet, client = kept_alive
+    client.sendall(GET)
+    [(sock, wait)] = worker._waiting.items()
+    worker.alive = False
+    worker._close_if_still_waiting(sock, wait)  # the linger's end, before the greenlet runs
+    assert answers(received(client)) == [b"HTTP/1.1 200 OK"]
+    client.shutdown(socket.SHUT_WR)
+    serving_greenlet.join(timeout=10)
+    assert serving_greenlet.dead
+    assert worker.log.failures == []
+
+
+def test_a_connection_answered_saying_keep_alive_as_the_stop_began_lingers_then_closes(
+    kept_alive,
+):
+    # SIGTERM while the request is served: its answer said keep-alive, and the client may be
+    # sending its next request already, which is answered (as above) if it comes within the
+    # linger. Nothing comes: the connection is closed then, not at the end of its keep-alive.
+    worker, serving_greenlet, client = kept_alive
+
+    def stopped_while_serving(environ: dict, start_response: Callable[..., object]) -> list:
+        worker.alive = False
+        return answer(environ, start_response)
+
+    worker.wsgi = stopped_while_serving
+    client.sendall(GET)
+    assert b"Connection: close" not in one_answer(client)
+    serving_greenlet.join(timeout=10)
+    assert serving_greenlet.dead
+    assert client.recv(1) == b""

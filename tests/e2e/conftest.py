@@ -63,8 +63,9 @@ class Server:
         """One request on a connection of its own, which the server closes after answering.
 
         urllib3 2 closes a pool's connections only when the pool is collected, and a response
-        keeps its pool: a test that kept one left its connection open, and a gevent worker's
-        SIGTERM stop waited for the connection's keep-alive (5 s) to end.
+        keeps its pool: a test that kept one left its connection open, and the server's SIGTERM
+        stop kept it 2 s more (refapi.gevent_worker; before it, a gevent worker's stop waited
+        out its 5 s keep-alive).
         """
         headers = {"Connection": "close", **(kwargs.pop("headers", None) or {})}
         return requests.request(method, self.url + path, timeout=10, headers=headers, **kwargs)

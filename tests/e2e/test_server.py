@@ -20,6 +20,7 @@ from tests.e2e.conftest import (
     GUNICORN_ARGS,
     PROJECT_ROOT,
     connect,
+    read_answer,
     start_gunicorn,
 )
 
@@ -97,10 +98,7 @@ def test_a_request_in_flight_completes_on_sigterm(serve, upstream):
         in_flight = pool.submit(
             server.get, "/indices/health?base_year=2013", headers={"X-API-Key": TEST_KEY}
         )
-        deadline = time.monotonic() + 10
-        while upstream.hits == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert upstream.hits == 1, "the request never reached Statbel"
+        _wait_for_statbel_to_be_asked(upstream)
         server.process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         assert server.process.poll() is None, "gunicorn quit with a request in flight"
@@ -109,6 +107,63 @@ def test_a_request_in_flight_completes_on_sigterm(serve, upstream):
     assert response.status_code == 200
     assert response.json()["month"] == "2021-01"
     assert server.process.wait(timeout=40) == 0
+    server.exit_code = 0
+
+
+# A keep-alive of 60 s and a graceful timeout longer still: only the keep-alive could end a stop
+# that waited for a kept-alive connection.
+LONG_KEEP_ALIVE = {"GUNICORN_CMD_ARGS": "--keep-alive 60", "REFAPI_GRACEFUL_TIMEOUT": "120"}
+PING = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize("worker_class", ["gthread", "gevent"])
+def test_a_stop_closes_kept_alive_connections_that_wait_for_a_request(serve, worker_class):
+    # A proxy keeps idle connections to its upstream (nginx's keepalive). gunicorn's gevent
+    # worker kept each until its keep-alive ran out, and every stop or reload waited for it.
+    server = serve({"REFAPI_WORKER_CLASS": worker_class, **LONG_KEEP_ALIVE})
+    with connect(server) as idle:
+        idle.sendall(PING)
+        status, headers, _ = read_answer(idle)
+        assert (status, headers["connection"]) == (200, "keep-alive")
+        server.process.send_signal(signal.SIGTERM)
+        idle.settimeout(30)
+        assert idle.recv(1) == b"", "the stop closed no connection"
+    assert server.process.wait(timeout=30) == 0
+    server.exit_code = 0
+
+
+@pytest.mark.parametrize("worker_class", ["gthread", "gevent"])
+def test_the_request_after_one_answered_during_a_stop_is_answered_saying_close(
+    serve, upstream, worker_class
+):
+    # The answer to a request in flight at SIGTERM said keep-alive, so the client may send its
+    # next request on the connection at once: it is answered, not met by a closed socket.
+    upstream.held = True
+    server = serve(
+        {
+            "REFAPI_WORKER_CLASS": worker_class,
+            "REFAPI_STATBEL_URL": upstream.url,
+            "REFAPI_INDEX_REFRESH_BUDGET": "15",
+            **LONG_KEEP_ALIVE,
+        }
+    )
+    with connect(server) as connection:
+        connection.sendall(
+            b"GET /indices/health?base_year=2013 HTTP/1.1\r\nHost: x\r\n"
+            b"X-API-Key: " + TEST_KEY.encode() + b"\r\n\r\n"
+        )
+        _wait_for_statbel_to_be_asked(upstream)
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        upstream.release.set()
+        connection.settimeout(30)
+        status, headers, _ = read_answer(connection)
+        assert (status, headers["connection"]) == (200, "keep-alive")
+        connection.sendall(PING)
+        status, headers, _ = read_answer(connection)
+        assert (status, headers["connection"]) == (200, "close")
+        assert connection.recv(1) == b""
+    assert server.process.wait(timeout=30) == 0
     server.exit_code = 0
 
 
@@ -253,6 +308,13 @@ def test_a_gevent_worker_patches_the_standard_library_before_the_app_imports_it(
     unpatched = {name for line in warnings for name in re.findall(r"'([\w.]+) \(", line)}
     # redis-py's asyncio client, which refapi does not use, comes with the redis package.
     assert unpatched <= {"redis.asyncio.connection"}, unpatched
+
+
+def _wait_for_statbel_to_be_asked(upstream) -> None:
+    deadline = time.monotonic() + 10
+    while upstream.hits == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert upstream.hits == 1, "the request never reached Statbel"
 
 
 def _read_to_the_end(connection) -> bytes:
