@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import select
 import socket
 import subprocess
 import sys
@@ -477,7 +478,9 @@ def test_a_listener_whose_connection_a_failed_send_closed_starts_again_with_trac
     wait_for(lambda: "k" not in near)
 
 
-def test_the_unread_data_check_works_past_select_s_descriptor_limit(make_app, services_config):
+def test_the_end_of_the_connection_check_works_past_select_s_descriptor_limit(
+    make_app, services_config
+):
     # A worker with many connections gives the listener's socket a descriptor past 1024, where
     # select() fails: the layer would never serve again.
     near = near_of(make_app(**services_config))
@@ -485,13 +488,62 @@ def test_the_unread_data_check_works_past_select_s_descriptor_limit(make_app, se
     high = socket.socket(fileno=os.dup2(ours.fileno(), 1500))
     try:
         near._socket = high
-        assert near._behind() is False
-        theirs.send(b"an invalidation")
-        assert near._behind() is True
+        assert near._ended() is False
+        theirs.send(b"an answer the listener has not read yet")
+        assert near._ended() is False
+        theirs.shutdown(socket.SHUT_WR)  # Redis closed the connection
+        assert near._ended() is True
     finally:
         near._socket = None
         for end in (high, ours, theirs):
             end.close()
+
+
+@pytest.fixture
+def held_listener(make_app, services_config, monkeypatch):
+    """An app whose near cache holds "k", and a listener kept from reading until released."""
+    app = make_app(**services_config)
+    warm(app, "k", "v")
+    near = near_of(app)
+    connection = near._connection
+    can_read = connection.can_read
+    waiting, release = threading.Event(), threading.Event()
+
+    def held(*args, **kwargs):
+        waiting.set()
+        release.wait(30)  # longer than any wait_for: the test, not a timeout, releases it
+        return can_read(*args, **kwargs)
+
+    monkeypatch.setattr(connection, "can_read", held)
+    assert waiting.wait(5)
+    # Fresh for the whole test, heartbeats or not: only what the test does stops the serving.
+    near._fresh_until = time.monotonic() + 60
+    yield app, near
+    release.set()
+
+
+def test_a_hit_is_served_while_answers_wait_unread_for_the_listener(held_listener, monkeypatch):
+    # The answers to the listener's own commands (heartbeats, fills) are no reason to ask Redis.
+    app, near = held_listener
+    near.fill("other", 10)  # Redis answers it on the listener's connection; nobody reads it yet
+    wait_for(lambda: bool(select.select([near._socket], [], [], 0)[0]))
+    commands = redis_commands_of_this_thread(app, monkeypatch)
+    assert read(app, "k") == "v"
+    assert commands == []
+
+
+def test_a_hit_is_passed_over_once_redis_closed_the_listeners_connection(
+    held_listener, redis_client
+):
+    # Redis no longer counts this listener in fences: a write elsewhere would not wait for it.
+    app, near = held_listener
+    host, port = near._socket.getsockname()[:2]
+    redis_client.client_kill(f"{host}:{port}")
+    wait_for(lambda: near.get("k") is None)
+
+    assert "k" in near  # the listener has not read the end of its connection yet
+    redis_client.set(backend(app).key_prefix + "k", b"!" + pickle.dumps("changed"))
+    assert read(app, "k") == "changed"
 
 
 def test_a_forked_child_starts_with_an_empty_layer_of_its_own(make_app, services_config):
