@@ -56,8 +56,9 @@ endif
 migrate: venv
 	$(INSTANCE_ENV) $(BIN)/flask --app wsgi db upgrade
 
-## The tox matrix: Python 3.10-3.13 on SQLite, `services` on PostgreSQL and Redis, lint, type,
-## then the combined coverage report (fails under 95%).
+## The tox matrix: Python 3.10-3.13 on SQLite, `services` on PostgreSQL and Redis, `lowest` (B
+## with setup.cfg's oldest releases), bench, lint, type, then the combined coverage report
+## (fails under 95%).
 test: venv
 	$(BIN)/tox run-parallel --parallel 2 --parallel-no-spinner
 	$(BIN)/tox run -e coverage
