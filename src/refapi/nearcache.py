@@ -20,9 +20,8 @@ that a write which has returned replaced:
 - **A listener that does not answer stops serving.** A layer serves hits only for
   ``freshness`` seconds after its last heartbeat (a PING on that connection) came back; a writer
   that misses an acknowledgement waits ``freshness`` from before its fence, by when such a
-  listener has stopped serving. A hit is also passed over once Redis has closed the
-  listener's connection, before the listener has read that (Redis stops counting a closed
-  connection in fences at once). A lost connection empties the layer.
+  listener has stopped serving. A hit is also passed over while the listener has unread data
+  (an invalidation, or the end of the connection). A lost connection empties the layer.
 
 redis-py's own client-side cache needs Redis 7.4 and does not make writers wait; this works
 with Redis 6 and later.
@@ -83,10 +82,6 @@ def _unpatched_poll() -> Callable[[], Any]:
 
 
 _poll = _unpatched_poll()
-# What poll reports once Redis has closed a connection: POLLRDHUP (Linux) whatever the unread
-# data before the close; POLLHUP and POLLERR (a reset) come unasked. Where there is no
-# POLLRDHUP, any unread data counts, the end of the connection included.
-_CONNECTION_ENDED = getattr(select, "POLLRDHUP", select.POLLIN)
 
 
 def _forget_parents() -> None:
@@ -161,7 +156,7 @@ class NearCache:
         if now >= self._fresh_until:
             return None
         entry = self._entries.get(key)
-        if entry is None or _expired(entry, now) or self._ended():
+        if entry is None or _expired(entry, now) or self._behind():
             return None
         return entry[0]
 
@@ -186,15 +181,14 @@ class NearCache:
         """Whether a value of ``size`` bytes fits in the whole budget."""
         return size + ENTRY_OVERHEAD_BYTES <= self._max_bytes
 
-    def _ended(self) -> bool:
-        """Whether the listener's connection has ended, though the listener may not know yet.
+    def _behind(self) -> bool:
+        """Whether Redis sent something the listener has not read yet, or closed on it.
 
-        The listener may be waiting for the interpreter while Redis, having dropped the
-        connection, already counts one listener fewer in fences: a write then returns without
-        this layer's acknowledgement. Unread invalidations, on the other hand, do not pass a
-        hit over: the write that caused one waits for this listener to apply it, so a read
-        served meanwhile ran while that write had not returned (issue 8: heartbeat and fill
-        answers, unread data too, passed over 3-4% of the hits under load).
+        The listener may be waiting for the interpreter while an invalidation, or the end of a
+        connection that Redis dropped (and so stopped counting in fences), is already here.
+        Any data, not only the end (POLLRDHUP): when Redis drops a listener that has fallen
+        behind, the end waits behind the data queued before it, and the unread data is all that
+        shows (issue 8, benchmarks/results/3-december-midday).
         """
         connection = self._socket
         if connection is None:
@@ -203,7 +197,7 @@ class NearCache:
         # One poll object per call: two threads may not poll the same one at once.
         readiness = _poll()
         try:
-            readiness.register(connection, _CONNECTION_ENDED)
+            readiness.register(connection, select.POLLIN)
             return bool(readiness.poll(0))
         except (OSError, ValueError):
             return True
