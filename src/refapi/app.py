@@ -19,7 +19,6 @@ from gunicorn.http.errors import ParseException
 from sqlalchemy.engine import make_url
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import LimitedStream
 
@@ -29,6 +28,7 @@ from refapi.cli import cache_group, deploy
 from refapi.extensions import READS_BIND, api, cache, db, migrate
 from refapi.health.routes import blp as health_blp
 from refapi.indices.routes import blp as indices_blp
+from refapi.proxyfix import ProxyFix
 from refapi.store.routes import blp as store_blp
 from refapi.zipcodes.routes import blp as zipcodes_blp
 
