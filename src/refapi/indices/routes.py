@@ -80,21 +80,22 @@ blp.record_once(
 )
 
 
-@blp.route("/health")
-class HealthIndex(MethodView):
-    @blp.arguments(BaseYearArgs, location="query", as_kwargs=True)
-    @blp.response(200, HealthIndexSchema)
-    @blp.alt_response(400, description=WRONG_YEAR, **PROBLEM)
-    @blp.alt_response(503, **UNAVAILABLE_503)
-    def get(self, base_year: str | None = None) -> Response:
-        """The current health index: the latest published month, for every base year or one.
+# A function view documented with alt_response, as GET /get: no MethodView dispatch and no
+# response wrapper on the hottest index route; the body is already JSON (issue 8).
+@blp.route("/health", methods=["GET"], endpoint="HealthIndex")
+@blp.arguments(BaseYearArgs, location="query", as_kwargs=True)
+@blp.alt_response(200, schema=HealthIndexSchema, success=True)
+@blp.alt_response(400, description=WRONG_YEAR, **PROBLEM)
+@blp.alt_response(503, **UNAVAILABLE_503)
+def health_index(base_year: str | None = None) -> Response:
+    """The current health index: the latest published month, for every base year or one.
 
-        `stale` is true when Statbel could not be reached for a while: the latest month may be
-        missing.
-        """
-        # The same few bodies, over and over: serialised once (what flask-smorest would make).
-        body = serialised_once(_CURRENT_INDEX, services.current(base_year=base_year))
-        return Response(body, mimetype="application/json")
+    `stale` is true when Statbel could not be reached for a while: the latest month may be
+    missing.
+    """
+    # The same few bodies, over and over: serialised once (what flask-smorest would make).
+    body = serialised_once(_CURRENT_INDEX, services.current(base_year=base_year))
+    return Response(body, mimetype="application/json")
 
 
 @blp.route("/health/<index_month:month>", parameters=[MONTH_PARAMETER])
