@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import resource
 import select
 import socket
 import subprocess
@@ -482,6 +483,11 @@ def test_the_unread_data_check_works_past_select_s_descriptor_limit(make_app, se
     # A worker with many connections gives the listener's socket a descriptor past 1024, where
     # select() fails: the layer would never serve again.
     near = near_of(make_app(**services_config))
+    # Descriptor 1500 must be allowed: raise a soft limit of 1024 (a common default) as far as
+    # the hard limit lets, for this test only.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft <= 1500:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1501, hard))
     ours, theirs = socket.socketpair()
     high = socket.socket(fileno=os.dup2(ours.fileno(), 1500))
     try:
@@ -493,6 +499,7 @@ def test_the_unread_data_check_works_past_select_s_descriptor_limit(make_app, se
         near._socket = None
         for end in (high, ours, theirs):
             end.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.fixture
