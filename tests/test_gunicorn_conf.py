@@ -26,6 +26,10 @@ def gunicorn_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, 
     monkeypatch.setenv("REFAPI_API_KEYS", API_KEYS)
     for name, value in env.items():
         monkeypatch.setenv(f"REFAPI_{name}", value)
+    # The file turns off logging's caller and thread lookups for the server's process: this
+    # one (pytest's own log format names the file and line) gets them back after the test.
+    monkeypatch.setattr(logging, "_srcfile", logging._srcfile)
+    monkeypatch.setattr(logging, "logThreads", logging.logThreads)
     return runpy.run_path(str(GUNICORN_CONF))
 
 
@@ -321,3 +325,32 @@ def test_a_worker_keeps_what_it_loaded_out_of_the_garbage_collectors_passes(monk
     finally:
         if not before:
             gc.unfreeze()
+
+
+# What logging looks up only for a format that names it, and the server turns off.
+_LOOKED_UP_FOR_NAMING = ("pathname", "filename", "module", "lineno", "funcName", "thread")
+
+
+def test_the_server_skips_lookups_that_no_log_format_of_its_own_names(
+    monkeypatch: pytest.MonkeyPatch, app: Any
+) -> None:
+    """A log line of the server reads the same without the caller's file, line and thread."""
+    gunicorn_settings(monkeypatch)
+    assert logging._srcfile is None
+    assert logging.logThreads is False
+    from gunicorn.glogging import Logger
+
+    formats = [
+        Logger.error_fmt,
+        Logger.access_fmt,
+        *(
+            handler.formatter._fmt
+            for handler in logging.getLogger("refapi").handlers
+            if getattr(handler, "is_refapi", False) and handler.formatter is not None
+        ),
+    ]
+    assert len(formats) == 3
+    for log_format in formats:
+        assert log_format is not None
+        for name in _LOOKED_UP_FOR_NAMING:
+            assert f"%({name}" not in log_format, (name, log_format)

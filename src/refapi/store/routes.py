@@ -144,6 +144,10 @@ def _if_match() -> services.IfMatch:
     return frozenset(version for version in versions if version <= MAX_VERSION)
 
 
+# A percent-encoded byte of 0x80 or more: only those can make a path that is not UTF-8.
+_NON_ASCII_ESCAPE = re.compile("%[89a-fA-F]")
+
+
 def _path_is_utf8() -> bool:
     """Whether the request's path, as the client sent it, is percent-encoded UTF-8.
 
@@ -155,8 +159,12 @@ def _path_is_utf8() -> bool:
     """
     environ = request.environ
     raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
+    path = environ.get("PATH_INFO", "")
+    if path.isascii() and raw_uri.isascii() and _NON_ASCII_ESCAPE.search(raw_uri) is None:
+        # Every byte is ASCII, sent as it is or percent-encoded: UTF-8 (the usual key).
+        return True
     try:
-        environ.get("PATH_INFO", "").encode("latin-1").decode()
+        path.encode("latin-1").decode()
         unquote_to_bytes(raw_uri.partition("?")[0].encode("latin-1")).decode()
     except UnicodeError:
         return False
@@ -292,11 +300,17 @@ class SavedValue(MethodView):
 def stored_value(key: str) -> Response:
     """Read the value stored under a key, with its version (also the ETag)."""
     entry = services.read(client=g.client, key=_checked_key(key))
-    headers = {"ETag": _etag(entry.version), "Cache-Control": _NO_STORE_IN_SHARED_CACHES}
-    if request.if_none_match.contains_weak(str(entry.version)):
-        return Response(status=304, headers=headers)
-    # Already serialised with EntrySchema, as cached: a read serialises nothing.
-    return Response(entry.body, headers=headers, mimetype="application/json")
+    headers = [("ETag", _etag(entry.version)), ("Cache-Control", _NO_STORE_IN_SHARED_CACHES)]
+    # Parsed only when sent: most reads send none.
+    if "HTTP_IF_NONE_MATCH" in request.environ and request.if_none_match.contains_weak(
+        str(entry.version)
+    ):
+        response = Response(status=304)
+    else:
+        # Already serialised with EntrySchema, as cached: a read serialises nothing.
+        response = Response(entry.body, content_type="application/json")
+    response.headers.extend(headers)
+    return response
 
 
 @blp.route("/delete/<store_key:key>", **_KEY_ROUTE)
