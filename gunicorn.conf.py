@@ -78,11 +78,10 @@ access_log_format = (
     'user_agent="%(a)s"'
 )
 # No format of ours (the access log's, gunicorn's error log, the app's) names the caller's file,
-# line or function, or the thread: each record, one per request in the access log, need not
-# look them up (the logging HOWTO's "Optimization"). A --log-config format that names them gets
-# "(unknown file)", 0, "(unknown function)" and None.
+# line or function: each record, one per request in the access log, need not look them up (the
+# logging HOWTO's "Optimization"). A --log-config format that names them gets "(unknown file)",
+# 0 and "(unknown function)"; stack_info and stacklevel are ignored.
 logging._srcfile = None
-logging.logThreads = False
 
 
 def listening_at(server):

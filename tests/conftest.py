@@ -33,6 +33,21 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEST_KEY = "tester-secret-0123456789abcdef"
 OTHER_KEY = "other-secret-0123456789abcdef"
 API_KEYS = f"tester:{TEST_KEY},other:{OTHER_KEY}"
+GUNICORN_CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+
+
+def run_gunicorn_conf(patch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """gunicorn.conf.py's settings, as gunicorn reads them (set REFAPI_* with ``patch`` first).
+
+    The file turns off logging's caller lookups for the server's process: ``patch`` gives them
+    back to this one (pytest's own log format names the file and line) when it is undone.
+    """
+    import logging
+    import runpy
+
+    patch.setattr(logging, "_srcfile", logging._srcfile)
+    return runpy.run_path(str(GUNICORN_CONF))
+
 
 DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import runpy
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from refapi.accesslog import AccessLogger, log_text
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, run_gunicorn_conf
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT = ("198.51.100.7", 40312)
@@ -64,7 +63,7 @@ def refapi_gunicorn_settings() -> dict[str, Any]:
     """What gunicorn reads from refapi's gunicorn.conf.py."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("REFAPI_API_KEYS", f"tester:{TEST_KEY}")
-        return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+        return run_gunicorn_conf(patch)
 
 
 def gunicorn_config(**values: Any) -> Config:

@@ -5,32 +5,24 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import runpy
 import socket
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from gunicorn.config import Config
 
-from tests.conftest import API_KEYS
+from tests.conftest import API_KEYS, GUNICORN_CONF, run_gunicorn_conf
 from tests.e2e.conftest import free_port
-
-GUNICORN_CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
 
 
 def gunicorn_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, Any]:
     monkeypatch.setenv("REFAPI_API_KEYS", API_KEYS)
     for name, value in env.items():
         monkeypatch.setenv(f"REFAPI_{name}", value)
-    # The file turns off logging's caller and thread lookups for the server's process: this
-    # one (pytest's own log format names the file and line) gets them back after the test.
-    monkeypatch.setattr(logging, "_srcfile", logging._srcfile)
-    monkeypatch.setattr(logging, "logThreads", logging.logThreads)
-    return runpy.run_path(str(GUNICORN_CONF))
+    return run_gunicorn_conf(monkeypatch)
 
 
 class Lines(logging.Handler):
@@ -328,29 +320,31 @@ def test_a_worker_keeps_what_it_loaded_out_of_the_garbage_collectors_passes(monk
 
 
 # What logging looks up only for a format that names it, and the server turns off.
-_LOOKED_UP_FOR_NAMING = ("pathname", "filename", "module", "lineno", "funcName", "thread")
+_CALLERS_ATTRIBUTES = ("pathname", "filename", "module", "lineno", "funcName")
 
 
 def test_the_server_skips_lookups_that_no_log_format_of_its_own_names(
     monkeypatch: pytest.MonkeyPatch, app: Any
 ) -> None:
-    """A log line of the server reads the same without the caller's file, line and thread."""
-    gunicorn_settings(monkeypatch)
+    """A log line of the server reads the same without the caller's file, line and function."""
+    settings = gunicorn_settings(monkeypatch)
     assert logging._srcfile is None
-    assert logging.logThreads is False
-    from gunicorn.glogging import Logger
+    from refapi.accesslog import AccessLogger
 
+    logger_class = configured(settings, logger_class=settings["logger_class"]).logger_class
+    assert logger_class is AccessLogger
     formats = [
-        Logger.error_fmt,
-        Logger.access_fmt,
+        logger_class.error_fmt,
+        logger_class.access_fmt,
+        logger_class.syslog_fmt,
         *(
             handler.formatter._fmt
             for handler in logging.getLogger("refapi").handlers
             if getattr(handler, "is_refapi", False) and handler.formatter is not None
         ),
     ]
-    assert len(formats) == 3
+    assert len(formats) == 4
     for log_format in formats:
         assert log_format is not None
-        for name in _LOOKED_UP_FOR_NAMING:
-            assert f"%({name}" not in log_format, (name, log_format)
+        for name in _CALLERS_ATTRIBUTES:
+            assert f"%({name})" not in log_format, (name, log_format)

@@ -608,7 +608,7 @@ def test_a_control_character_in_the_path_is_422(client, auth_headers, path, enco
 
 
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
-@pytest.mark.parametrize("encoded", ["%FF", "%C0%AF", "a%E9b", "%ED%A0%80"])
+@pytest.mark.parametrize("encoded", ["%FF", "%ff", "%C0%AF", "a%E9b", "a%e9b", "%ED%A0%80"])
 def test_a_path_that_is_not_percent_encoded_utf8_is_422_and_touches_no_key(
     save, get, client, auth_headers, method, encoded
 ):
@@ -625,6 +625,26 @@ def test_a_path_that_is_not_percent_encoded_utf8_is_422_and_touches_no_key(
     ]
     for key in keys:
         assert get(key).get_json()["value"] == "precious"
+
+
+@pytest.mark.parametrize(
+    ("encoded", "key"),
+    [
+        ("%41b%7e", "Ab~"),
+        ("a%20b", "a b"),
+        ("caf%C3%A9", "caf\u00e9"),
+        ("caf%c3%a9", "caf\u00e9"),
+        ("%E2%82%AC", "\u20ac"),
+        ("100%25", "100%"),
+    ],
+)
+def test_a_key_percent_encoded_as_utf8_is_read(save, client, auth_headers, encoded, key):
+    # ASCII bytes, sent as they are or percent-encoded, and UTF-8 in either case of hex digits.
+    save(key, "found")
+    response = client.get("/get/" + encoded, headers=auth_headers)
+    assert response.status_code == 200
+    assert response.get_json()["key"] == key
+    assert response.get_json()["value"] == "found"
 
 
 def test_path_info_bytes_that_are_not_utf8_are_422(save, get, client, auth_headers):
