@@ -12,7 +12,9 @@ Elsewhere, the tests that need them skip with one clear reason.
 
 from __future__ import annotations
 
+import logging
 import os
+import runpy
 import subprocess
 import sys
 import uuid
@@ -33,7 +35,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TEST_KEY = "tester-secret-0123456789abcdef"
 OTHER_KEY = "other-secret-0123456789abcdef"
 API_KEYS = f"tester:{TEST_KEY},other:{OTHER_KEY}"
-GUNICORN_CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+GUNICORN_CONF = PROJECT_ROOT / "gunicorn.conf.py"
 
 
 def run_gunicorn_conf(patch: pytest.MonkeyPatch) -> dict[str, Any]:
@@ -42,9 +44,6 @@ def run_gunicorn_conf(patch: pytest.MonkeyPatch) -> dict[str, Any]:
     The file turns off logging's caller lookups for the server's process: ``patch`` gives them
     back to this one (pytest's own log format names the file and line) when it is undone.
     """
-    import logging
-    import runpy
-
     patch.setattr(logging, "_srcfile", logging._srcfile)
     return runpy.run_path(str(GUNICORN_CONF))
 

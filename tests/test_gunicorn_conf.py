@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from gunicorn.config import Config
 
+from refapi.accesslog import AccessLogger
 from tests.conftest import API_KEYS, GUNICORN_CONF, run_gunicorn_conf
 from tests.e2e.conftest import free_port
 
@@ -329,8 +330,6 @@ def test_the_server_skips_lookups_that_no_log_format_of_its_own_names(
     """A log line of the server reads the same without the caller's file, line and function."""
     settings = gunicorn_settings(monkeypatch)
     assert logging._srcfile is None
-    from refapi.accesslog import AccessLogger
-
     logger_class = configured(settings, logger_class=settings["logger_class"]).logger_class
     assert logger_class is AccessLogger
     formats = [
