@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +19,6 @@ from hypothesis import strategies as st
 from refapi.accesslog import AccessLogger, log_text
 from tests.conftest import TEST_KEY, run_gunicorn_conf
 
-ROOT = Path(__file__).resolve().parents[1]
 CLIENT = ("198.51.100.7", 40312)
 SERVER = ("127.0.0.1", 5000)
 REQUEST_TIME = datetime.timedelta(seconds=1, microseconds=234_567)
