@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from flask import Flask, g, request
+from flask import Flask, Request, g
 
 from refapi.auth.keys import KeyRing
+from refapi.context import current_request
 from refapi.errors import Unauthorized
 
 # The same challenge and body for a missing key and a wrong one: nothing tells them apart.
@@ -14,11 +15,13 @@ CHALLENGE = 'Bearer realm="refapi"'
 DETAIL = "A valid API key is required: send it as X-API-Key: <key> or Authorization: Bearer <key>."
 
 
-def presented_key() -> bytes:
-    """The key the request presents, as the bytes that were sent ('' when none)."""
-    value = request.headers.get("X-API-Key")
+def presented_key(req: Request) -> bytes:
+    """The key ``req`` presents, as the bytes that were sent ('' when none)."""
+    # The headers as the WSGI environ holds them, where request.headers would read them.
+    environ = req.environ
+    value = environ.get("HTTP_X_API_KEY")
     if value is None:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         value = token.strip() if scheme.lower() == "bearer" else ""
     try:
         # WSGI gives header values as latin-1 text: this recovers the bytes on the wire.
@@ -53,9 +56,10 @@ def init_app(app: Flask, keyring: KeyRing, *, public_endpoints: Iterable[str] = 
     app.extensions["refapi.keyring"] = keyring
 
     def require_api_key() -> None:
-        if (request.endpoint, request.method) in public:
+        req = current_request()  # not the proxy: this reads three of its attributes
+        if (req.endpoint, req.method) in public:
             return
-        client = keyring.authenticate(presented_key())
+        client = keyring.authenticate(presented_key(req))
         if client is None:
             raise Unauthorized(DETAIL, headers={"WWW-Authenticate": CHALLENGE})
         g.client = client

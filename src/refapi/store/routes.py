@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
@@ -20,6 +21,7 @@ from refapi.api import (
     NOT_JSON_DESCRIPTION,
     Blueprint,
 )
+from refapi.context import current_request
 from refapi.errors import ProblemSchema
 from refapi.store import cli, services
 from refapi.store.errors import InvalidPrecondition
@@ -148,7 +150,7 @@ def _if_match() -> services.IfMatch:
 _NON_ASCII_ESCAPE = re.compile("%[89a-fA-F]")
 
 
-def _path_is_utf8() -> bool:
+def _path_is_utf8(environ: Mapping[str, Any]) -> bool:
     """Whether the request's path, as the client sent it, is percent-encoded UTF-8.
 
     Werkzeug decodes the path with errors="replace": %FF, %C0%AF and %EF%BF%BD would all name
@@ -157,7 +159,6 @@ def _path_is_utf8() -> bool:
     and test client have already replaced the bytes there, so the raw request URI that they and
     gunicorn add (RAW_URI, REQUEST_URI) is checked as well.
     """
-    environ = request.environ
     raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
     path = environ.get("PATH_INFO", "")
     if path.isascii() and raw_uri.isascii() and _NON_ASCII_ESCAPE.search(raw_uri) is None:
@@ -188,9 +189,9 @@ def _prefix_is_utf8() -> bool:
     return True
 
 
-def _checked_key(key: str) -> str:
+def _checked_key(key: str, environ: Mapping[str, Any]) -> str:
     problem = key_problem(key)
-    if not _path_is_utf8():
+    if not _path_is_utf8(environ):
         problem = "The key in the path is not UTF-8 once percent-decoded."
     if problem:
         abort(422, messages={"path": {"key": [problem]}})
@@ -299,12 +300,11 @@ class SavedValue(MethodView):
 )
 def stored_value(key: str) -> Response:
     """Read the value stored under a key, with its version (also the ETag)."""
-    entry = services.read(client=g.client, key=_checked_key(key))
+    req = current_request()  # not the proxy: this reads its environ twice
+    entry = services.read(client=g.client, key=_checked_key(key, req.environ))
     headers = [("ETag", _etag(entry.version)), ("Cache-Control", _NO_STORE_IN_SHARED_CACHES)]
     # Parsed only when sent: most reads send none.
-    if "HTTP_IF_NONE_MATCH" in request.environ and request.if_none_match.contains_weak(
-        str(entry.version)
-    ):
+    if "HTTP_IF_NONE_MATCH" in req.environ and req.if_none_match.contains_weak(str(entry.version)):
         response = Response(status=304)
     else:
         # Already serialised with EntrySchema, as cached: a read serialises nothing.
@@ -332,7 +332,9 @@ class DeletedValue(MethodView):
         """Delete a key and its value; with `If-Match: "<version>"`, only at that version."""
         if "If-None-Match" in request.headers:
             raise InvalidPrecondition("DELETE does not take If-None-Match; use If-Match.")
-        services.delete(client=g.client, key=_checked_key(key), if_match=_if_match())
+        services.delete(
+            client=g.client, key=_checked_key(key, request.environ), if_match=_if_match()
+        )
         # No content, so no Content-Type (flask-smorest would send application/json).
         gone = current_app.response_class(status=204)
         del gone.headers["Content-Type"]
