@@ -17,7 +17,21 @@ class Base(DeclarativeBase):
     pass
 
 
-db = SQLAlchemy(model_class=Base)
+class _SQLAlchemy(SQLAlchemy):
+    """Flask-SQLAlchemy, not removing a session that the request never made.
+
+    ``/ping`` and the cached reads open no session. Removing one that is not there looked it up
+    twice and raised and caught a KeyError: most of the 2 us that the teardown cost the full
+    stack's ``/ping`` (issue 8, benchmarks/results/4-december). Should Flask-SQLAlchemy rename
+    its teardown, its own runs again, unchanged.
+    """
+
+    def _teardown_session(self, exc: BaseException | None) -> None:
+        if self.session.registry.has():
+            super()._teardown_session(exc)
+
+
+db = _SQLAlchemy(model_class=Base)
 migrate = Migrate()
 cache = Cache()
 api = Api()
