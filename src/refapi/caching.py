@@ -90,7 +90,7 @@ def read_through(
 
 
 def _new_lease() -> str:
-    # Made only when one is taken: a hit needs none.
+    # Made only on the way to a lease: a hit in process (SimpleCache, the near cache) needs none.
     return _LEASE_PREFIX + secrets.token_hex(16)
 
 

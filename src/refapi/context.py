@@ -1,9 +1,9 @@
-"""The objects behind Flask's context proxies, for the hot paths that read several attributes.
+"""The objects behind Flask's proxies, for the hot paths that read several of their attributes.
 
 Each attribute read through ``flask.request`` (a ``LocalProxy``) costs about 1 us, against
 0.03 us on the request itself; the auth hook made three such reads on every request, and the
-cached read two more (issue 8, benchmarks/results/4-december). ``_get_current_object`` is the proxy's
-documented way to the object it stands for (Flask's "Notes On Proxies").
+cached read two more (issue 8, benchmarks/results/4-december). ``_get_current_object`` is the
+proxy's documented way to the object it stands for (Flask's "Notes On Proxies").
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ class _SQLAlchemy(SQLAlchemy):
     ``/ping`` and the cached reads open no session. Removing one that is not there looked it up
     twice and raised and caught a KeyError: most of the 2 us that the teardown cost the full
     stack's ``/ping`` (issue 8, benchmarks/results/4-december). Should Flask-SQLAlchemy rename
-    its teardown, its own runs again, unchanged.
+    its teardown, its own runs again, unchanged; tests/test_sessions.py holds it to doing no
+    more than removing the session.
     """
 
     def _teardown_session(self, exc: BaseException | None) -> None:
