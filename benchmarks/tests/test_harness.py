@@ -633,8 +633,8 @@ def test_head_to_head_loads_each_pair_back_to_back_and_the_first_side_alternates
         names=("ping", "get-hit", "get-miss", "zipcode", "indices"),
     )
     result = run()
-    assert len(result["rounds"]) == bench.HEAD_TO_HEAD_ROUNDS == 3
-    assert len(loads) == 3 * 6 * 2  # each of the six pairs' two sides, in each round
+    assert len(result["rounds"]) == bench.HEAD_TO_HEAD_ROUNDS == 5
+    assert len(loads) == 5 * 6 * 2  # each of the six pairs' two sides, in each round
     pairs = [(loads[n][0], loads[n + 1][0]) for n in range(0, len(loads), 2)]
     assert pairs[:6] == [
         ("ping", "bare-ping"),
@@ -654,7 +654,7 @@ def test_head_to_head_loads_each_pair_back_to_back_and_the_first_side_alternates
         ("bare-ping", "ping"),
     ]
     assert pairs[12][0] == "zipcode"
-    assert [warmup for _, _, warmup in loads] == [2.0] * 12 + [0] * 24  # warmed up once
+    assert [warmup for _, _, warmup in loads] == [2.0] * 12 + [0] * 48  # warmed up once
     assert {
         server
         for name, server, _ in loads
@@ -663,13 +663,15 @@ def test_head_to_head_loads_each_pair_back_to_back_and_the_first_side_alternates
     ping = [entry["ping"]["ratio"] for entry in result["rounds"]]
     # 0.9 / 0.9 when refapi's /ping went first (the machine a tenth faster for it), 0.9 x 0.9
     # when second: neither side always gets the faster machine.
-    assert ping == [1.0, 0.81, 1.0]
-    assert [entry["ping"]["first"] for entry in result["rounds"]] == ["ours", "theirs", "ours"]
-    assert result["ping_ratio"]["rounds"] == 3
+    assert ping == [1.0, 0.81, 1.0, 0.81, 1.0]
+    assert [entry["ping"]["first"] for entry in result["rounds"]] == ["ours", "theirs"] * 2 + [
+        "ours"
+    ]
+    assert result["ping_ratio"]["rounds"] == 5
     # The miss against the bare /ping: 0.3 / 0.9 (ours first, the machine a tenth faster for it)
     # and 0.3 x 0.9 in round 2.
-    assert [entry["miss"]["ratio"] for entry in result["rounds"]] == [0.333, 0.27, 0.333]
-    assert result["miss_ratio"] == {"median": 0.333, "min": 0.27, "max": 0.333, "rounds": 3}
+    assert [entry["miss"]["ratio"] for entry in result["rounds"]] == [0.333, 0.27] * 2 + [0.333]
+    assert result["miss_ratio"] == {"median": 0.333, "min": 0.27, "max": 0.333, "rounds": 5}
     # Every server the rounds started is stopped; the peer and the bare app were both needed.
     assert sorted(stacks.started) == sorted(stacks.stopped)
     assert len(stacks.started) == 2
@@ -687,7 +689,7 @@ def test_the_goals_read_the_median_of_the_rounds_and_say_when_they_straddle_the_
 
     _, _, run = _head_to_head(monkeypatch, tmp_path, rps)
     result = run()
-    assert result["peer_ratio"] == {"median": 1.143, "min": 0.762, "max": 1.143, "rounds": 3}
+    assert result["peer_ratio"] == {"median": 1.143, "min": 0.762, "max": 1.143, "rounds": 5}
     assert result["zipcode_ratio"]["median"] == 0.95
     config = _config(
         {"ping": 0.7, "get-hit": 0.5, "get-miss": 0.35, "zipcode": 0.5}, peer_rps=900.0, drift=0.3
@@ -703,7 +705,7 @@ def test_the_goals_read_the_median_of_the_rounds_and_say_when_they_straddle_the_
     assert (peer["measured"], peer["met"]) == (1.143, True)
     assert (zipcode["measured"], zipcode["met"]) == (0.95, True)
     assert (hit["measured"], hit["met"]) == (0.8, True)  # 800 / 1000 in every round, not 0.5
-    assert peer["basis"] == "median of 3 interleaved rounds, 0.76 to 1.14"
+    assert peer["basis"] == "median of 5 interleaved rounds, 0.76 to 1.14"
     # Rounds on both sides of the target make the verdict unreliable; the ceiling's drift
     # concerns only the goals read off single loads.
     assert peer["noisy"] == "its rounds fall on both sides of the target"
@@ -782,6 +784,6 @@ def test_a_pair_whose_other_side_was_not_loaded_in_this_run_is_left_out_and_said
     assert result["skipped"] == {
         "zipcode": "get-hit unavailable: not loaded in this run (--endpoints)"
     }
-    assert result["rounds"] == [{}, {}, {}]
+    assert result["rounds"] == [{}] * 5
     assert loads == []
     assert stacks.started == []
